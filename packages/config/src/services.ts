@@ -1,0 +1,272 @@
+import { hostname } from 'node:os';
+import { Type } from '@sinclair/typebox';
+import { DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
+import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, type Env } from './env.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+const Common = {
+  REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
+  KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', default: DEFAULT_KEY_PREFIX }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  POD_ID: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:-]{1,64}$' })),
+  SHUTDOWN_TIMEOUT_MS: PositiveInt(10_000, 100),
+};
+
+const Jwt = {
+  JWT_SECRET: Type.Optional(Type.String()),
+  JWT_PUBLIC_KEY: Type.Optional(Type.String()),
+  JWT_JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  JWT_ALGORITHMS: Type.Optional(Type.String()),
+  JWT_ISSUER: Type.Optional(Type.String()),
+  JWT_AUDIENCE: Type.Optional(Type.String()),
+  JWT_CLOCK_TOLERANCE_SEC: PositiveInt(5, 0),
+};
+
+export interface CommonConfig {
+  redisUrl: string;
+  keyPrefix: string;
+  logLevel: LogLevel;
+  podId: string;
+  /** Longest a graceful shutdown may take before the process exits anyway. @default 10000 */
+  shutdownTimeoutMs: number;
+}
+
+export interface JwtConfig {
+  secret?: string;
+  /** PEM; `\n` escapes are turned into newlines so the key fits in one variable. */
+  publicKey?: string;
+  jwksUrl?: string;
+  algorithms?: string[];
+  issuer?: string;
+  audience?: string;
+  clockToleranceSec: number;
+}
+
+function common(e: {
+  REDIS_URL: string;
+  KEY_PREFIX: string;
+  LOG_LEVEL: string;
+  POD_ID?: string;
+  SHUTDOWN_TIMEOUT_MS: number;
+}): CommonConfig {
+  return {
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.KEY_PREFIX,
+    logLevel: e.LOG_LEVEL as LogLevel,
+    podId: e.POD_ID ?? `${hostname()}-${process.pid}`,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+function jwt(
+  e: {
+    JWT_SECRET?: string;
+    JWT_PUBLIC_KEY?: string;
+    JWT_JWKS_URL?: string;
+    JWT_ALGORITHMS?: string;
+    JWT_ISSUER?: string;
+    JWT_AUDIENCE?: string;
+    JWT_CLOCK_TOLERANCE_SEC: number;
+  },
+  required: boolean,
+): JwtConfig | undefined {
+  const given = [e.JWT_SECRET && 'JWT_SECRET', e.JWT_PUBLIC_KEY && 'JWT_PUBLIC_KEY', e.JWT_JWKS_URL && 'JWT_JWKS_URL'].filter(
+    Boolean,
+  );
+  if (given.length > 1) throw new ConfigError(given.join('/'), 'are exclusive: set exactly one');
+  if (given.length === 0) {
+    if (required) throw new ConfigError('JWT_SECRET', 'is required (or JWT_PUBLIC_KEY, or JWT_JWKS_URL)');
+    return undefined;
+  }
+  const algorithms = list(e.JWT_ALGORITHMS);
+  return {
+    ...(e.JWT_SECRET ? { secret: e.JWT_SECRET } : {}),
+    ...(e.JWT_PUBLIC_KEY ? { publicKey: e.JWT_PUBLIC_KEY.replace(/\\n/g, '\n') } : {}),
+    ...(e.JWT_JWKS_URL ? { jwksUrl: e.JWT_JWKS_URL } : {}),
+    ...(algorithms.length ? { algorithms } : {}),
+    ...(e.JWT_ISSUER ? { issuer: e.JWT_ISSUER } : {}),
+    ...(e.JWT_AUDIENCE ? { audience: e.JWT_AUDIENCE } : {}),
+    clockToleranceSec: e.JWT_CLOCK_TOLERANCE_SEC,
+  };
+}
+
+const GatewayEnv = Type.Object({
+  ...Common,
+  ...Jwt,
+  PORT: Port(3000),
+  OPS_PORT: Port(9100),
+  HOST: Type.String({ default: '0.0.0.0' }),
+  CORS_ORIGINS: Type.Optional(Type.String()),
+  HEARTBEAT_INTERVAL_MS: PositiveInt(5000, 50),
+  ALLOW_GUESTS: Bool(false),
+  ALLOW_QUERY_TOKEN: Bool(false),
+  TOKEN_COOKIE: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'sb_token' }),
+  TOKEN_EXPIRY_WARNING_SEC: PositiveInt(60),
+  MAX_PAYLOAD_BYTES: PositiveInt(64 * 1024, 16),
+  MAX_ROOMS_PER_SOCKET: PositiveInt(100),
+  MAX_CONNECTIONS_PER_USER: PositiveInt(20),
+  MAX_WATCHED_USERS: PositiveInt(200),
+  RATE_LIMIT_PER_SEC: PositiveInt(20),
+  RATE_LIMIT_BURST: PositiveInt(40),
+  HANDSHAKE_RATE_PER_SEC: PositiveInt(50),
+  HISTORY_MAX_LENGTH: PositiveInt(200, 0),
+  HISTORY_TTL_SEC: PositiveInt(86_400),
+});
+
+export interface GatewayLimits {
+  /** Largest event payload, as JSON bytes. @default 65536 */
+  maxPayloadBytes: number;
+  /** @default 100 */
+  maxRoomsPerSocket: number;
+  /** Connections of one user across the cluster. @default 20 */
+  maxConnectionsPerUser: number;
+  /** Users one socket may watch. @default 200 */
+  maxWatchedUsers: number;
+  /** Token bucket: events per second per socket. @default 20 */
+  ratePerSec: number;
+  /** Token bucket size. @default 40 */
+  rateBurst: number;
+  /** New handshakes per second per client address on one pod. @default 50 */
+  handshakeRatePerSec: number;
+}
+
+export interface GatewayConfig extends CommonConfig {
+  port: number;
+  opsPort: number;
+  host: string;
+  jwt: JwtConfig;
+  /** Allowed browser origins; `'*'` only when set so; empty: non-browser clients only. */
+  corsOrigins: string[] | '*';
+  heartbeatIntervalMs: number;
+  allowGuests: boolean;
+  allowQueryToken: boolean;
+  tokenCookie: string;
+  tokenExpiryWarningSec: number;
+  limits: GatewayLimits;
+  history: { maxLength: number; ttlSec: number };
+}
+
+function origins(value: string | undefined): string[] | '*' {
+  const items = list(value);
+  if (items.includes('*')) return '*';
+  for (const o of items) {
+    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError('CORS_ORIGINS', `has an invalid origin "${o}"`);
+  }
+  return items;
+}
+
+export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
+  const e = parseEnv(GatewayEnv, env);
+  return {
+    ...common(e),
+    port: e.PORT,
+    opsPort: e.OPS_PORT,
+    host: e.HOST,
+    jwt: jwt(e, true)!,
+    corsOrigins: origins(e.CORS_ORIGINS),
+    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+    allowGuests: e.ALLOW_GUESTS,
+    allowQueryToken: e.ALLOW_QUERY_TOKEN,
+    tokenCookie: e.TOKEN_COOKIE,
+    tokenExpiryWarningSec: e.TOKEN_EXPIRY_WARNING_SEC,
+    limits: {
+      maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
+      maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,
+      maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
+      maxWatchedUsers: e.MAX_WATCHED_USERS,
+      ratePerSec: e.RATE_LIMIT_PER_SEC,
+      rateBurst: e.RATE_LIMIT_BURST,
+      handshakeRatePerSec: e.HANDSHAKE_RATE_PER_SEC,
+    },
+    history: { maxLength: e.HISTORY_MAX_LENGTH, ttlSec: e.HISTORY_TTL_SEC },
+  };
+}
+
+const DispatcherEnv = Type.Object({
+  ...Common,
+  OPS_PORT: Port(9101),
+  HOST: Type.String({ default: '0.0.0.0' }),
+  DISPATCHER_CONCURRENCY: PositiveInt(16),
+  INBOX_MAX_ITEMS: PositiveInt(200),
+  INBOX_TTL_SEC: PositiveInt(30 * 86_400),
+  JOB_ATTEMPTS: PositiveInt(5),
+  JOB_BACKOFF_MS: PositiveInt(1000),
+  STALLED_INTERVAL_MS: PositiveInt(30_000, 100),
+  REDIS_DOWN_EXIT_MS: PositiveInt(30_000, 100),
+});
+
+export interface DispatcherConfig extends CommonConfig {
+  opsPort: number;
+  host: string;
+  concurrency: number;
+  inbox: { maxItems: number; ttlSec: number };
+  attempts: number;
+  backoffMs: number;
+  stalledIntervalMs: number;
+  /** Exit non-zero when Redis stays unreachable this long. @default 30000 */
+  redisDownExitMs: number;
+}
+
+export function loadDispatcherConfig(env: Env = process.env): DispatcherConfig {
+  const e = parseEnv(DispatcherEnv, env);
+  return {
+    ...common(e),
+    opsPort: e.OPS_PORT,
+    host: e.HOST,
+    concurrency: e.DISPATCHER_CONCURRENCY,
+    inbox: { maxItems: e.INBOX_MAX_ITEMS, ttlSec: e.INBOX_TTL_SEC },
+    attempts: e.JOB_ATTEMPTS,
+    backoffMs: e.JOB_BACKOFF_MS,
+    stalledIntervalMs: e.STALLED_INTERVAL_MS,
+    redisDownExitMs: e.REDIS_DOWN_EXIT_MS,
+  };
+}
+
+const AdminEnv = Type.Object({
+  ...Common,
+  ...Jwt,
+  PORT: Port(8080),
+  HOST: Type.String({ default: '0.0.0.0' }),
+  ADMIN_API_KEYS: Type.Optional(Type.String()),
+  ADMIN_RATE_LIMIT_PER_MIN: PositiveInt(600),
+  HEARTBEAT_INTERVAL_MS: PositiveInt(5000, 50),
+  HISTORY_MAX_LENGTH: PositiveInt(200, 0),
+  HISTORY_TTL_SEC: PositiveInt(86_400),
+});
+
+export interface AdminConfig extends CommonConfig {
+  port: number;
+  host: string;
+  /** Absent: only admin access tokens are accepted. */
+  jwt?: JwtConfig;
+  adminApiKeys: string[];
+  rateLimitPerMin: number;
+  heartbeatIntervalMs: number;
+  history: { maxLength: number; ttlSec: number };
+}
+
+export function loadAdminConfig(env: Env = process.env): AdminConfig {
+  const e = parseEnv(AdminEnv, env);
+  const adminApiKeys = list(e.ADMIN_API_KEYS);
+  for (const k of adminApiKeys) {
+    if (k.length < 16) throw new ConfigError('ADMIN_API_KEYS', 'has a key shorter than 16 characters');
+  }
+  const j = jwt(e, false);
+  if (!j && adminApiKeys.length === 0) {
+    throw new ConfigError('ADMIN_API_KEYS', 'is required when no JWT_SECRET / JWT_PUBLIC_KEY / JWT_JWKS_URL is set');
+  }
+  return {
+    ...common(e),
+    port: e.PORT,
+    host: e.HOST,
+    ...(j ? { jwt: j } : {}),
+    adminApiKeys,
+    rateLimitPerMin: e.ADMIN_RATE_LIMIT_PER_MIN,
+    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+    history: { maxLength: e.HISTORY_MAX_LENGTH, ttlSec: e.HISTORY_TTL_SEC },
+  };
+}

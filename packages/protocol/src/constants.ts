@@ -1,0 +1,19 @@
+/** Default prefix of every Redis key and queue. @default 'sb' */
+export const DEFAULT_KEY_PREFIX = 'sb';
+
+/** The adapter and emitter key: both must use this, or broadcasts go nowhere. */
+export function ioKey(keyPrefix: string): string {
+  return `${keyPrefix}:io`;
+}
+
+/** BullMQ queue name; the queue's `prefix` option is the key prefix. */
+export const NOTIFICATIONS_QUEUE = 'notifications';
+
+/** Largest `data` of a notification job, as JSON. @default 16384 */
+export const NOTIFICATION_DATA_MAX_BYTES = 16 * 1024;
+
+/** Most user ids in one `{ userIds }` notification target. */
+export const NOTIFICATION_MAX_USER_IDS = 1000;
+
+/** Most user ids in one `presence:watch` / `presence:unwatch`. */
+export const PRESENCE_WATCH_MAX_IDS = 100;

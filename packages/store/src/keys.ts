@@ -1,0 +1,48 @@
+/**
+ * Every Redis key Switchboard writes, built from the one key prefix (SPEC §9 `KEY_PREFIX`).
+ * Nothing else in the code base spells a key.
+ */
+export function keys(prefix: string) {
+  const p = prefix;
+  return {
+    prefix: p,
+    // ---- registry (pods, sockets, users, rooms) ----
+    /** ZSET pod id → last heartbeat (ms). */
+    pods: `${p}:reg:pods`,
+    /** HASH startedAt, lastHeartbeatAt, connections. */
+    pod: (podId: string) => `${p}:reg:pod:${podId}`,
+    /** SET socket ids held by a pod. */
+    podSockets: (podId: string) => `${p}:reg:pod:${podId}:sockets`,
+    /** HASH userId, pod, connectedAt, name. */
+    socket: (socketId: string) => `${p}:reg:sock:${socketId}`,
+    /** SET rooms a socket is in. */
+    socketRooms: (socketId: string) => `${p}:reg:sock:${socketId}:rooms`,
+    /** SET socket ids of a user, across pods. */
+    userSockets: (userId: string) => `${p}:reg:user:${userId}:sockets`,
+    /** HASH status, text, lastSeen, name. Kept after the user leaves, with a TTL. */
+    user: (userId: string) => `${p}:reg:user:${userId}`,
+    /** ZSET (score 0) of online user ids, for lexicographic cursors. */
+    online: `${p}:reg:online`,
+    /** HASH userId → number of that user's sockets in the room. */
+    roomUsers: (room: string) => `${p}:reg:room:${room}:users`,
+    /** ZSET (score 0) of rooms with at least one member. */
+    rooms: `${p}:reg:rooms`,
+    /** HASH of cluster counters: connections. */
+    counters: `${p}:reg:counters`,
+    /** String lock held by the pod reaping dead pods. */
+    reaperLock: `${p}:reg:reaper-lock`,
+    // ---- room history ----
+    /** STREAM of a room's recent messages. */
+    history: (room: string) => `${p}:hist:${room}`,
+    // ---- notification inbox ----
+    /** ZSET notification id → ts (ms). */
+    inbox: (userId: string) => `${p}:inbox:${userId}`,
+    /** HASH notification id → JSON of the notification. */
+    inboxItems: (userId: string) => `${p}:inbox:${userId}:items`,
+    /** SET of unread notification ids. */
+    inboxUnread: (userId: string) => `${p}:inbox:${userId}:unread`,
+    /** String marking a notification id as already delivered (idempotency), with a TTL. */
+    delivered: (id: string) => `${p}:delivered:${id}`,
+  };
+}
+export type Keys = ReturnType<typeof keys>;
