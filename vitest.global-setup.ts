@@ -1,13 +1,6 @@
 import type { TestProject } from 'vitest/node';
 import { startRedis } from '@switchboard/testkit';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** The Redis every test file of this run shares; files isolate by key prefix. */
-    redisUrl: string;
-  }
-}
-
 /** One Redis per test run: `REDIS_URL`, a container, or a local `redis-server`. */
 export default async function setup(project: TestProject) {
   const redis = await startRedis();

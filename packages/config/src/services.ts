@@ -113,6 +113,7 @@ const GatewayEnv = Type.Object({
   RATE_LIMIT_PER_SEC: PositiveInt(20),
   RATE_LIMIT_BURST: PositiveInt(40),
   HANDSHAKE_RATE_PER_SEC: PositiveInt(50),
+  TRUST_PROXY: Bool(false),
   HISTORY_MAX_LENGTH: PositiveInt(200, 0),
   HISTORY_TTL_SEC: PositiveInt(86_400),
 });
@@ -146,6 +147,8 @@ export interface GatewayConfig extends CommonConfig {
   allowQueryToken: boolean;
   tokenCookie: string;
   tokenExpiryWarningSec: number;
+  /** Take the client address from `X-Forwarded-For` (behind a trusted load balancer). */
+  trustProxy: boolean;
   limits: GatewayLimits;
   history: { maxLength: number; ttlSec: number };
 }
@@ -173,6 +176,7 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
     allowQueryToken: e.ALLOW_QUERY_TOKEN,
     tokenCookie: e.TOKEN_COOKIE,
     tokenExpiryWarningSec: e.TOKEN_EXPIRY_WARNING_SEC,
+    trustProxy: e.TRUST_PROXY,
     limits: {
       maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
       maxRoomsPerSocket: e.MAX_ROOMS_PER_SOCKET,

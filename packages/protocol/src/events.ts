@@ -117,6 +117,8 @@ export interface ServerToClientEvents {
   'room:member_left': (payload: { room: string; userId: string }) => void;
   'presence:changed': (payload: PresenceInfo) => void;
   notification: (payload: Notification) => void;
+  /** The user's unread count changed on another device (after `notification:read`). */
+  'notification:unread': (payload: { unread: number }) => void;
 }
 
 /** Events between gateway pods through the adapter. */

@@ -9,19 +9,21 @@ export interface Validator<T> {
   (value: unknown): value is T;
   /** Throws `SwitchboardError('INVALID_PAYLOAD')` naming the first bad field. */
   assert(value: unknown): asserts value is T;
+  /** The `INVALID_PAYLOAD` error for a value that failed the check. */
+  explain(value: unknown): SwitchboardError;
 }
 
 /** Compiles a schema once into a fast checker with readable errors. */
 export function compile<S extends TSchema>(schema: S): Validator<Static<S>> {
   const check: TypeCheck<S> = TypeCompiler.Compile(schema);
   const fn = ((value: unknown) => check.Check(value)) as Validator<Static<S>>;
-  fn.assert = (value: unknown) => {
-    if (check.Check(value)) return;
+  fn.explain = (value: unknown) => {
     const first = check.Errors(value).First();
     const path = first?.path ? first.path : '/';
-    throw new SwitchboardError('INVALID_PAYLOAD', `${path}: ${first?.message ?? 'invalid value'}`, {
-      path,
-    });
+    return new SwitchboardError('INVALID_PAYLOAD', `${path}: ${first?.message ?? 'invalid value'}`, { path });
+  };
+  fn.assert = (value: unknown) => {
+    if (!check.Check(value)) throw fn.explain(value);
   };
   return fn;
 }

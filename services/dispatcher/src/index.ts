@@ -1,1 +1,4 @@
-export {};
+export * from './deliver.js';
+export * from './dispatcher.js';
+export * from './metrics.js';
+export * from './watchdog.js';

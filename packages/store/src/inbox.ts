@@ -1,0 +1,258 @@
+import type { ChainableCommander, Redis } from 'ioredis';
+import { SwitchboardError, type InboxItem, type Notification, type NotificationListResult } from '@switchboard/protocol';
+import type { Keys } from './keys.js';
+
+export interface InboxLimits {
+  /** Notifications kept per user; the oldest go first. @default 200 */
+  maxItems: number;
+  /** Seconds an inbox lives after its last new notification. @default 2592000 (30 days) */
+  ttlSec: number;
+}
+
+export const DEFAULT_INBOX_LIMITS: InboxLimits = { maxItems: 200, ttlSec: 30 * 86_400 };
+
+/** `limit` of `list` when none is given. */
+export const INBOX_PAGE_DEFAULT = 20;
+/** Largest `limit` of `list`. */
+export const INBOX_PAGE_MAX = 100;
+
+export interface InboxListQuery {
+  /** `nextBefore` of the previous page. Opaque. */
+  before?: string;
+  /** @default 20, at most 100 */
+  limit?: number;
+  /** Only notifications not yet read. @default false */
+  unreadOnly?: boolean;
+}
+
+/**
+ * KEYS: inbox zset, items hash, unread set. ARGV: id, ts, json, maxItems, ttlSec.
+ * A known id changes nothing. Returns the unread count after the write.
+ */
+const ADD_LUA = `
+local id = ARGV[1]
+if redis.call('ZSCORE', KEYS[1], id) then
+  return redis.call('SCARD', KEYS[3])
+end
+redis.call('ZADD', KEYS[1], ARGV[2], id)
+redis.call('HSET', KEYS[2], id, ARGV[3])
+redis.call('SADD', KEYS[3], id)
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+while excess > 0 do
+  local n = math.min(excess, 500)
+  local old = redis.call('ZRANGE', KEYS[1], 0, n - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
+  redis.call('HDEL', KEYS[2], unpack(old))
+  redis.call('SREM', KEYS[3], unpack(old))
+  excess = excess - n
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return redis.call('SCARD', KEYS[3])
+`;
+
+/**
+ * KEYS: inbox zset, items hash, unread set. ARGV: max score ('+inf' or the cursor's), number of
+ * items at that score already returned, limit, '1' for unread only.
+ * Newest first; ties on the score keep the zset's order. A cursor is (score, items of that score
+ * seen so far), so it stays valid when older items are trimmed and when items are read.
+ * Returns { unread, cursorScore | '', cursorRun, id1, json1, read1, id2, ... }.
+ */
+const LIST_LUA = `
+local maxScore = ARGV[1]
+local skip = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+local unreadOnly = ARGV[4] == '1'
+local chunk = limit + 1
+if unreadOnly then chunk = 100 end
+local out = {}
+local found = 0
+local curScore = nil
+if maxScore ~= '+inf' then curScore = tonumber(maxScore) end
+local run = skip
+local cursorScore = ''
+local cursorRun = 0
+local more = false
+local offset = skip
+while not more do
+  local page = redis.call('ZREVRANGEBYSCORE', KEYS[1], maxScore, '-inf', 'WITHSCORES', 'LIMIT', offset, chunk)
+  local n = #page / 2
+  if n == 0 then break end
+  for i = 1, #page, 2 do
+    local id = page[i]
+    local score = tonumber(page[i + 1])
+    if score == curScore then run = run + 1 else curScore = score; run = 1 end
+    local unread = redis.call('SISMEMBER', KEYS[3], id) == 1
+    if unread or not unreadOnly then
+      if found == limit then
+        more = true
+        break
+      end
+      local json = redis.call('HGET', KEYS[2], id)
+      if json then
+        found = found + 1
+        out[#out + 1] = id
+        out[#out + 1] = json
+        out[#out + 1] = unread and '0' or '1'
+      end
+      cursorScore = page[i + 1]
+      cursorRun = run
+    end
+  end
+  if n < chunk then break end
+  offset = offset + n
+end
+if not more then cursorScore = '' end
+local result = { redis.call('SCARD', KEYS[3]), cursorScore, cursorRun }
+for i = 1, #out do result[#result + 1] = out[i] end
+return result
+`;
+
+const ADD = 'switchboardInboxAdd';
+const LIST = 'switchboardInboxList';
+
+type AddCommand = (
+  inbox: string,
+  items: string,
+  unread: string,
+  id: string,
+  ts: number,
+  json: string,
+  maxItems: number,
+  ttlSec: number,
+) => unknown;
+type ListCommand = (
+  inbox: string,
+  items: string,
+  unread: string,
+  maxScore: string,
+  skip: number,
+  limit: number,
+  unreadOnly: '0' | '1',
+) => Promise<Array<string | number>>;
+type WithInboxCommands = { [ADD]: AddCommand; [LIST]: ListCommand };
+
+const CURSOR_RE = /^([0-9]{1,16})\.([0-9]{1,9})$/;
+
+function parseCursor(before: string): { score: string; run: number } {
+  const m = CURSOR_RE.exec(before);
+  if (!m) throw new SwitchboardError('INVALID_PAYLOAD', '/before: not a cursor returned by notification:list');
+  return { score: m[1]!, run: Number(m[2]) };
+}
+
+function pageSize(limit: number | undefined): number {
+  if (limit === undefined) return INBOX_PAGE_DEFAULT;
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new SwitchboardError('INVALID_PAYLOAD', '/limit: expected a positive integer');
+  }
+  return Math.min(limit, INBOX_PAGE_MAX);
+}
+
+/** What is kept of a notification: its fields, absent ones omitted. */
+function stored(n: Notification): Notification {
+  return {
+    id: n.id,
+    type: n.type,
+    ...(n.title !== undefined ? { title: n.title } : {}),
+    ...(n.body !== undefined ? { body: n.body } : {}),
+    ...(n.data !== undefined ? { data: n.data } : {}),
+    ts: n.ts,
+  };
+}
+
+/**
+ * A bounded, expiring inbox per user in Redis (SPEC §6): a zset of ids by time, a hash of the
+ * notifications and a set of the unread ids, trimmed and expired together.
+ */
+export class InboxStore {
+  readonly limits: InboxLimits;
+  private readonly redis: Redis;
+  private readonly keys: Keys;
+
+  constructor(redis: Redis, keys: Keys, limits: Partial<InboxLimits> = {}) {
+    this.redis = redis;
+    this.keys = keys;
+    this.limits = { ...DEFAULT_INBOX_LIMITS, ...limits };
+    const { maxItems, ttlSec } = this.limits;
+    if (!Number.isInteger(maxItems) || maxItems < 1) throw new RangeError('InboxStore: maxItems must be a positive integer');
+    if (!Number.isInteger(ttlSec) || ttlSec < 1) throw new RangeError('InboxStore: ttlSec must be a positive integer');
+    const commands = redis as unknown as Partial<WithInboxCommands>;
+    if (typeof commands[ADD] !== 'function') redis.defineCommand(ADD, { numberOfKeys: 3, lua: ADD_LUA });
+    if (typeof commands[LIST] !== 'function') redis.defineCommand(LIST, { numberOfKeys: 3, lua: LIST_LUA });
+  }
+
+  /**
+   * Stores one notification for many users in one round trip. Idempotent by notification id:
+   * storing an id a user already has changes nothing. Trims each inbox to `maxItems` (oldest
+   * out) and refreshes its TTL. Returns, per user, the unread count after the write.
+   */
+  async add(userIds: readonly string[], n: Notification): Promise<number[]> {
+    if (userIds.length === 0) return [];
+    if (!Number.isSafeInteger(n.ts) || n.ts < 0) throw new SwitchboardError('INVALID_PAYLOAD', '/ts: expected ms since the epoch');
+    const json = JSON.stringify(stored(n));
+    const { maxItems, ttlSec } = this.limits;
+    const pipeline = this.redis.pipeline();
+    const withCommands = pipeline as unknown as WithInboxCommands;
+    for (const userId of userIds) {
+      const k = this.userKeys(userId);
+      withCommands[ADD](k.inbox, k.items, k.unread, n.id, n.ts, json, maxItems, ttlSec);
+    }
+    return results(await pipeline.exec()).map(Number);
+  }
+
+  /** A page of a user's inbox, newest first, with the unread count. */
+  async list(userId: string, q: InboxListQuery = {}): Promise<NotificationListResult> {
+    const limit = pageSize(q.limit);
+    const cursor = q.before === undefined ? { score: '+inf', run: 0 } : parseCursor(q.before);
+    const k = this.userKeys(userId);
+    const reply = await (this.redis as unknown as WithInboxCommands)[LIST](
+      k.inbox,
+      k.items,
+      k.unread,
+      cursor.score,
+      cursor.run,
+      limit,
+      q.unreadOnly ? '1' : '0',
+    );
+    const items: InboxItem[] = [];
+    for (let i = 3; i + 2 < reply.length; i += 3) {
+      items.push({ ...(JSON.parse(String(reply[i + 1])) as Notification), read: String(reply[i + 2]) === '1' });
+    }
+    const nextScore = String(reply[1] ?? '');
+    return {
+      items,
+      unread: Number(reply[0]),
+      ...(nextScore !== '' ? { nextBefore: `${nextScore}.${Number(reply[2])}` } : {}),
+    };
+  }
+
+  /** Marks some notifications, or all, as read. Returns the unread count after. */
+  async markRead(userId: string, which: readonly string[] | 'all'): Promise<number> {
+    const k = this.userKeys(userId);
+    if (which === 'all') {
+      await this.redis.del(k.unread);
+      return 0;
+    }
+    if (which.length === 0) return this.unread(userId);
+    const replies = results(await this.redis.multi().srem(k.unread, ...which).scard(k.unread).exec());
+    return Number(replies[1]);
+  }
+
+  /** Number of unread notifications of a user. */
+  async unread(userId: string): Promise<number> {
+    return this.redis.scard(this.userKeys(userId).unread);
+  }
+
+  private userKeys(userId: string) {
+    return { inbox: this.keys.inbox(userId), items: this.keys.inboxItems(userId), unread: this.keys.inboxUnread(userId) };
+  }
+}
+
+function results(replies: Awaited<ReturnType<ChainableCommander['exec']>>): unknown[] {
+  if (!replies) throw new SwitchboardError('UNAVAILABLE', 'redis transaction aborted');
+  return replies.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}

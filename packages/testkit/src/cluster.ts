@@ -1,0 +1,286 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Emitter } from '@socket.io/redis-emitter';
+import { Redis } from 'ioredis';
+import { Registry as MetricsRegistry } from 'prom-client';
+import { io as ioClient, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
+import { createVerifier } from '@switchboard/auth';
+import { loadGatewayConfig } from '@switchboard/config';
+import { createGateway, type Gateway } from '@switchboard/gateway';
+import { createLogger } from '@switchboard/observability';
+import {
+  ioKey,
+  type ClientToServerEvents,
+  type HandshakeErrorData,
+  type ServerToClientEvents,
+  type SessionReady,
+} from '@switchboard/protocol';
+import { InboxStore, keys } from '@switchboard/store';
+import { freePort } from './redis.js';
+import { mintToken, TEST_JWT_SECRET, type TokenClaims } from './tokens.js';
+import { eventually } from './wait.js';
+
+export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+export interface TestClient extends ClientSocket {
+  /** The `session:ready` payload this client got. */
+  session: SessionReady;
+}
+
+export interface ClusterOptions {
+  redisUrl: string;
+  /** @default 2 */
+  gateways?: number;
+  /** @default a random prefix, so tests can share one Redis */
+  keyPrefix?: string;
+  /** Gateway environment on top of the defaults (e.g. `{ ALLOW_GUESTS: 'true' }`). */
+  env?: Record<string, string>;
+  /** Run each gateway as a `node dist/main.js` process instead of in this process. */
+  processes?: boolean;
+}
+
+export interface ClusterGateway {
+  index: number;
+  podId: string;
+  port: number;
+  opsPort: number;
+  url: string;
+  opsUrl: string;
+  /** In-process gateways only. */
+  gateway?: Gateway;
+  /** Process gateways only. */
+  process?: ChildProcess;
+  /** Resolves with the exit code once a process gateway exits. */
+  exited?: Promise<number | null>;
+  /** SIGTERM for a process, `close()` in process. */
+  stop(): Promise<void>;
+  /** SIGKILL: the pod dies without cleaning up (processes only). */
+  kill(): Promise<void>;
+}
+
+export interface ConnectOptions extends TokenClaims {
+  /** Which gateway to connect to. @default 0 */
+  gateway?: number;
+  /** Use this token instead of minting one; `null` connects without any token. */
+  token?: string | null;
+  /** Socket.IO client options (transports default to websocket). */
+  options?: Partial<ManagerOptions & SocketOptions>;
+}
+
+export interface Cluster {
+  redisUrl: string;
+  keyPrefix: string;
+  secret: string;
+  gateways: ClusterGateway[];
+  /** A command client on the cluster's Redis. */
+  redis: Redis;
+  /** Emits to the cluster like the dispatcher does. */
+  emitter: Emitter<ServerToClientEvents>;
+  token(claims: TokenClaims): Promise<string>;
+  /** Connects and waits for `session:ready`. */
+  connect(userOrOptions: string | ConnectOptions): Promise<TestClient>;
+  /** Connects and resolves with the `connect_error` the handshake ends in. */
+  refused(options: ConnectOptions): Promise<{ message: string; data?: HandshakeErrorData }>;
+  /** A client that is not connected yet (for custom flows); closed by `stop()`. */
+  socket(options: ConnectOptions & { token: string | null }): ClientSocket;
+  /** Adds a gateway (same options). */
+  addGateway(): Promise<ClusterGateway>;
+  stop(): Promise<void>;
+}
+
+const GATEWAY_MAIN = join(dirname(createRequire(import.meta.url).resolve('@switchboard/gateway')), 'main.js');
+
+/**
+ * Several gateway pods on one Redis, as in production (SPEC §1): the harness of the cluster
+ * tests. Each cluster uses its own key prefix, so clusters of parallel test files never meet.
+ */
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const keyPrefix = options.keyPrefix ?? `t${randomUUID().slice(0, 8)}`;
+  const secret = TEST_JWT_SECRET;
+  const redis = new Redis(options.redisUrl);
+  redis.on('error', () => {});
+  const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(keyPrefix) });
+  const gateways: ClusterGateway[] = [];
+  const clients = new Set<ClientSocket>();
+
+  const baseEnv = (index: number, port: number, opsPort: number): Record<string, string> => ({
+    REDIS_URL: options.redisUrl,
+    KEY_PREFIX: keyPrefix,
+    JWT_SECRET: secret,
+    PORT: String(port),
+    OPS_PORT: String(opsPort),
+    HOST: '127.0.0.1',
+    POD_ID: `${keyPrefix}-gw${index}`,
+    LOG_LEVEL: process.env.SB_TEST_LOG_LEVEL ?? 'silent',
+    HEARTBEAT_INTERVAL_MS: '1000',
+    HANDSHAKE_RATE_PER_SEC: '10000',
+    ...options.env,
+  });
+
+  async function addGateway(): Promise<ClusterGateway> {
+    const index = gateways.length;
+    const g = options.processes ? await startProcess(index) : await startInProcess(index);
+    gateways.push(g);
+    return g;
+  }
+
+  async function startInProcess(index: number): Promise<ClusterGateway> {
+    const env = baseEnv(index, 0, 0);
+    const config = loadGatewayConfig(env);
+    const logger = createLogger({ service: 'gateway', level: config.logLevel, pod: config.podId });
+    const client = (role: string) => {
+      const c = new Redis(options.redisUrl, { connectionName: `test:${role}`, maxRetriesPerRequest: 1 });
+      c.on('error', () => {});
+      return c;
+    };
+    const commands = client('gateway');
+    const pub = client('pub');
+    const sub = client('sub');
+    const gateway = createGateway(
+      {
+        redis: commands,
+        pubClient: pub,
+        subClient: sub,
+        verifier: createVerifier(config.jwt),
+        inbox: new InboxStore(commands, keys(keyPrefix)),
+        logger,
+        metrics: new MetricsRegistry(),
+      },
+      config,
+    );
+    const { port, opsPort } = await gateway.listen();
+    let stopped: Promise<void> | undefined;
+    return {
+      index,
+      podId: config.podId,
+      port,
+      opsPort,
+      url: `http://127.0.0.1:${port}`,
+      opsUrl: `http://127.0.0.1:${opsPort}`,
+      gateway,
+      stop: () =>
+        (stopped ??= gateway.close({ drainMs: 0 }).then(async () => {
+          for (const c of [commands, pub, sub]) c.disconnect();
+        })),
+      kill: () => Promise.reject(new Error('kill() needs a process gateway')),
+    };
+  }
+
+  async function startProcess(index: number): Promise<ClusterGateway> {
+    const port = await freePort();
+    const opsPort = await freePort();
+    const env = baseEnv(index, port, opsPort);
+    const child = spawn(process.execPath, [GATEWAY_MAIN], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const url = `http://127.0.0.1:${port}`;
+    await Promise.race([
+      eventually(async () => (await fetch(`${url}/readyz`)).ok, { timeoutMs: 15_000, intervalMs: 50 }),
+      exited.then((code) => {
+        throw new Error(`gateway ${index} exited (${code}): ${stderr}`);
+      }),
+    ]);
+    const signal = async (sig: NodeJS.Signals) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+      await exited;
+    };
+    return {
+      index,
+      podId: env.POD_ID!,
+      port,
+      opsPort,
+      url,
+      opsUrl: `http://127.0.0.1:${opsPort}`,
+      process: child,
+      exited,
+      stop: () => signal('SIGTERM'),
+      kill: () => signal('SIGKILL'),
+    };
+  }
+
+  function socket(o: ConnectOptions & { token: string | null }): ClientSocket {
+    const g = gateways[o.gateway ?? 0];
+    if (!g) throw new Error(`no gateway ${o.gateway}`);
+    const s: ClientSocket = ioClient(g.url, {
+      forceNew: true,
+      reconnection: false,
+      transports: ['websocket'],
+      ...(o.token === null ? {} : { auth: { token: o.token } }),
+      ...o.options,
+    });
+    clients.add(s);
+    return s;
+  }
+
+  const tokenFor = async (o: ConnectOptions) => (o.token !== undefined ? o.token : await mintToken(o, secret));
+
+  async function connect(userOrOptions: string | ConnectOptions): Promise<TestClient> {
+    const o: ConnectOptions = typeof userOrOptions === 'string' ? { sub: userOrOptions } : userOrOptions;
+    const s = socket({ ...o, token: await tokenFor(o) }) as TestClient;
+    s.session = await new Promise<SessionReady>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no session:ready for ${o.sub}`)), 10_000);
+      s.once('session:ready', (ready) => {
+        clearTimeout(timer);
+        resolve(ready);
+      });
+      s.once('connect_error', (err: Error & { data?: unknown }) => {
+        clearTimeout(timer);
+        reject(new Error(`connect_error ${err.message} ${JSON.stringify(err.data)}`));
+      });
+    });
+    return s;
+  }
+
+  async function refused(o: ConnectOptions): Promise<{ message: string; data?: HandshakeErrorData }> {
+    const s = socket({ ...o, token: await tokenFor(o) });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the handshake was not refused')), 10_000);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        s.close();
+        reject(new Error('the handshake was accepted'));
+      });
+      s.once('connect_error', (err: Error & { data?: HandshakeErrorData }) => {
+        clearTimeout(timer);
+        s.close();
+        resolve({ message: err.message, ...(err.data ? { data: err.data } : {}) });
+      });
+    });
+  }
+
+  const count = options.gateways ?? 2;
+  try {
+    for (let i = 0; i < count; i++) await addGateway();
+  } catch (err) {
+    await Promise.allSettled(gateways.map((g) => g.stop()));
+    redis.disconnect();
+    throw err;
+  }
+
+  return {
+    redisUrl: options.redisUrl,
+    keyPrefix,
+    secret,
+    gateways,
+    redis,
+    emitter,
+    token: (claims) => mintToken(claims, secret),
+    connect,
+    refused,
+    socket,
+    addGateway,
+    async stop() {
+      for (const c of clients) c.close();
+      await Promise.allSettled(gateways.map((g) => g.stop()));
+      // leave no keys behind in the shared Redis
+      const stream = redis.scanStream({ match: `${keyPrefix}:*`, count: 500 });
+      for await (const batch of stream as AsyncIterable<string[]>) if (batch.length) await redis.unlink(...batch);
+      redis.disconnect();
+    },
+  };
+}

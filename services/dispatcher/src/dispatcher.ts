@@ -1,0 +1,232 @@
+import type { Emitter } from '@socket.io/redis-emitter';
+import { Queue, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { DispatcherConfig } from '@switchboard/config';
+import { startOpsServer, type Logger, type OpsServer } from '@switchboard/observability';
+import { NOTIFICATIONS_QUEUE, type ServerToClientEvents } from '@switchboard/protocol';
+import { InboxStore, keys } from '@switchboard/store';
+import { deliver, InvalidJobError } from './deliver.js';
+import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
+import { watchRedis, type Watchdog } from './watchdog.js';
+
+export interface DispatcherDeps {
+  /** BullMQ's connection: `maxRetriesPerRequest: null`. */
+  connection: Redis;
+  /** Inbox writes, queue counts, readiness. */
+  redis: Redis;
+  /** Publishes to the gateways; its `key` must be `ioKey(KEY_PREFIX)`, as the gateways' adapter. */
+  emitter: Emitter<ServerToClientEvents>;
+  logger: Logger;
+  registry: Registry;
+}
+
+export interface DispatcherHooks {
+  /** Redis stayed unreachable longer than `redisDownExitMs`; the process should exit non-zero. */
+  onFatal?: (err: Error) => void;
+}
+
+export interface Dispatcher {
+  readonly worker: Worker;
+  readonly queue: Queue;
+  readonly inbox: InboxStore;
+  readonly metrics: DispatcherMetrics;
+  /** The ops server's port once started. */
+  readonly opsPort: number | undefined;
+  /** Starts the ops server and the worker. */
+  start(): Promise<void>;
+  /** Redis answers and the dispatcher is not closing. */
+  ready(): Promise<boolean>;
+  /**
+   * Stops taking jobs and lets active ones finish within the shutdown timeout, then hands the
+   * rest back (another dispatcher picks them up once their lock expires). Leaves the deps' clients open.
+   */
+  close(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 1000;
+
+/**
+ * The notification dispatcher (SPEC §6): a BullMQ worker on the `notifications` queue that
+ * stores user notifications in their inboxes and publishes every notification through the
+ * Socket.IO Redis emitter.
+ *
+ * Retries come from each job's options. The producer SDK sets attempts and exponential backoff;
+ * producers using plain BullMQ should pass `attempts` and `backoff` too, or a failed job is not retried.
+ * A job held by a worker that died is retried once its lock expires: the lock lasts
+ * `stalledIntervalMs` and is checked as often.
+ */
+export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig, hooks: DispatcherHooks = {}): Dispatcher {
+  const { logger } = deps;
+  const inbox = new InboxStore(deps.redis, keys(config.keyPrefix), config.inbox);
+  const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: deps.redis, prefix: config.keyPrefix });
+  const metrics = createDispatcherMetrics(deps.registry, queue);
+  const publisher = isPinger(deps.emitter.redisClient) ? deps.emitter.redisClient : deps.redis;
+  const warn = throttled(logger, 5000);
+
+  const worker = new Worker(
+    NOTIFICATIONS_QUEUE,
+    async (job: Job<unknown>) => {
+      const stop = metrics.jobDuration.startTimer();
+      try {
+        const delivery = await deliver({ publisher, emitter: deps.emitter, inbox }, job);
+        const due = job.timestamp + (job.opts.delay ?? 0);
+        metrics.deliveryLatency.observe(Math.max(0, Date.now() - due) / 1000);
+        logger.debug(
+          { jobId: job.id, id: delivery.notification.id, type: delivery.notification.type, target: delivery.target },
+          'notification delivered',
+        );
+      } finally {
+        stop();
+      }
+    },
+    {
+      connection: deps.connection,
+      prefix: config.keyPrefix,
+      concurrency: config.concurrency,
+      stalledInterval: config.stalledIntervalMs,
+      lockDuration: config.stalledIntervalMs,
+      maxStalledCount: 1,
+      autorun: false,
+    },
+  );
+
+  worker.on('completed', () => metrics.jobs.inc({ result: 'completed' }));
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    const base = { jobId: job.id, ...describe(job.data), attemptsMade: job.attemptsMade, reason: err.message };
+    if (err instanceof InvalidJobError) {
+      metrics.jobs.inc({ result: 'invalid' });
+      logger.warn(base, 'invalid notification job');
+    } else if (err.name !== 'UnrecoverableError' && job.attemptsMade < (job.opts.attempts ?? 1)) {
+      metrics.jobs.inc({ result: 'retried' });
+      logger.warn(base, 'notification job failed, will retry');
+    } else {
+      metrics.jobs.inc({ result: 'failed' });
+      logger.error(base, 'notification job failed');
+    }
+  });
+  worker.on('stalled', (jobId) => logger.warn({ jobId }, 'notification job stalled, retrying'));
+  worker.on('error', (err) => warn({ err: { message: err.message } }, 'worker error'));
+  queue.on('error', (err) => warn({ err: { message: err.message } }, 'queue error'));
+
+  let ops: OpsServer | undefined;
+  let watchdog: Watchdog | undefined;
+  let running: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
+
+  async function ready(): Promise<boolean> {
+    if (closing || !running) return false;
+    if (deps.connection.status !== 'ready' || deps.redis.status !== 'ready') return false;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const pong = await Promise.race([
+        deps.redis.ping(),
+        new Promise<string>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), READY_TIMEOUT_MS);
+        }),
+      ]);
+      return pong === 'PONG';
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function shutdown(): Promise<void> {
+    watchdog?.stop();
+    const drainMs = Math.max(100, Math.floor(config.shutdownTimeoutMs * 0.8));
+    const drained = await within(worker.close(), drainMs);
+    if (!drained) {
+      logger.warn({ drainMs }, 'active jobs did not finish in time; handing them back');
+      await within(worker.close(true), 1000);
+    }
+    await within(queue.close(), 1000);
+    await ops?.close();
+  }
+
+  return {
+    worker,
+    queue,
+    inbox,
+    metrics,
+    get opsPort() {
+      return ops?.port;
+    },
+
+    async start() {
+      if (running) return;
+      ops = await startOpsServer({
+        port: config.opsPort,
+        host: config.host,
+        registry: deps.registry,
+        checks: { ready },
+        logger,
+      });
+      running = worker.run().catch((err: unknown) => {
+        logger.error({ err }, 'worker stopped');
+      });
+      watchdog = watchRedis([deps.connection, deps.redis], config.redisDownExitMs, (downMs) => {
+        logger.fatal({ downMs }, 'redis unreachable for too long');
+        hooks.onFatal?.(new Error(`redis unreachable for ${downMs} ms`));
+      });
+      logger.info(
+        { opsPort: ops.port, concurrency: config.concurrency, keyPrefix: config.keyPrefix },
+        'dispatcher started',
+      );
+    },
+
+    ready,
+
+    close() {
+      closing ??= shutdown();
+      return closing;
+    },
+  };
+}
+
+/** What may be logged of a job: its type, target kind and id, never its content. */
+function describe(data: unknown): { type?: string; target?: string; id?: string } {
+  if (typeof data !== 'object' || data === null) return {};
+  const d = data as { type?: unknown; id?: unknown; to?: unknown };
+  const out: { type?: string; target?: string; id?: string } = {};
+  if (typeof d.type === 'string') out.type = d.type.slice(0, 64);
+  if (typeof d.id === 'string') out.id = d.id.slice(0, 128);
+  if (typeof d.to === 'object' && d.to !== null) {
+    const kind = (['userId', 'userIds', 'room', 'broadcast'] as const).find((k) => k in (d.to as object));
+    if (kind) out.target = kind === 'userId' ? 'user' : kind === 'userIds' ? 'users' : kind;
+  }
+  return out;
+}
+
+function isPinger(value: unknown): value is Pick<Redis, 'ping'> {
+  return typeof value === 'object' && value !== null && typeof (value as { ping?: unknown }).ping === 'function';
+}
+
+/** Resolves true when `p` settles within `ms`, false otherwise. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A warn logger that repeats itself at most once per `ms`: Redis outages are noisy. */
+function throttled(logger: Logger, ms: number) {
+  let last = 0;
+  return (obj: object, msg: string) => {
+    const now = Date.now();
+    if (now - last < ms) return;
+    last = now;
+    logger.warn(obj, msg);
+  };
+}

@@ -1,0 +1,37 @@
+import closeWithGrace from 'close-with-grace';
+import { Emitter } from '@socket.io/redis-emitter';
+import { ConfigError, loadDispatcherConfig, type DispatcherConfig } from '@switchboard/config';
+import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
+import { ioKey, type ServerToClientEvents } from '@switchboard/protocol';
+import { closeRedis, createRedis } from '@switchboard/store';
+import { createDispatcher } from './dispatcher.js';
+
+let config: DispatcherConfig;
+try {
+  config = loadDispatcherConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  createLogger({ service: 'dispatcher' }).fatal({ variable: err.variable }, err.message);
+  process.exit(1);
+}
+
+const logger = createLogger({ service: 'dispatcher', level: config.logLevel, pod: config.podId });
+const registry = createRegistry('dispatcher', config.podId);
+// Both wait out a Redis outage instead of failing commands; the watchdog bounds how long.
+const connection = createRedis(config.redisUrl, 'dispatcher-worker', logger, { maxRetriesPerRequest: null });
+const redis = createRedis(config.redisUrl, 'dispatcher', logger, { maxRetriesPerRequest: null });
+const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(config.keyPrefix) });
+
+const dispatcher = createDispatcher({ connection, redis, emitter, logger, registry }, config, {
+  onFatal: () => process.exit(1),
+});
+
+closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
+  if (err) logger.error({ err }, 'shutting down after an error');
+  else logger.info({ signal }, 'shutting down');
+  await dispatcher.close();
+  await Promise.all([closeRedis(connection), closeRedis(redis)]);
+});
+
+logger.info({ redis: safeRedisUrl(config.redisUrl) }, 'starting');
+await dispatcher.start();

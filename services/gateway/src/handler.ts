@@ -1,0 +1,102 @@
+import {
+  SwitchboardError,
+  clientEventValidators,
+  type Ack,
+  type ClientValidators,
+  type ClientEventName,
+  type ClientToServerEvents,
+  type ErrorBody,
+} from '@switchboard/protocol';
+import type { GatewayContext, HandlerScope } from './context.js';
+
+export type PayloadOf<E extends ClientEventName> = Parameters<ClientToServerEvents[E]>[0];
+export type ResultOf<E extends ClientEventName> =
+  Parameters<NonNullable<Parameters<ClientToServerEvents[E]>[1]>>[0] extends Ack<infer T> ? T : never;
+
+export type Handler<E extends ClientEventName> = (scope: HandlerScope, payload: PayloadOf<E>) => Promise<ResultOf<E>> | ResultOf<E>;
+export type HandlerMap = { [E in ClientEventName]: Handler<E> };
+
+const validators: ClientValidators = clientEventValidators();
+
+/** Events that may be sent without a payload: `emit('session:ping', ack)`. */
+const OPTIONAL_PAYLOAD: ReadonlySet<string> = new Set(['session:ping', 'notification:list']);
+
+/** ioredis failures that mean "Redis is not reachable now", as opposed to a bug. */
+function isUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    /Connection is closed|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|LOADING|CLUSTERDOWN|READONLY/.test(err.message)
+  );
+}
+
+/**
+ * Wraps a handler: rate limit, payload validation, the ack envelope (or `session:error`
+ * without a callback), metrics. Anything unexpected becomes `INTERNAL`, logged, never sent.
+ */
+export function wrap<E extends ClientEventName>(ctx: GatewayContext, scope: HandlerScope, event: E, handler: Handler<E>) {
+  const { metrics, logger } = ctx;
+  const { socket, state } = scope;
+  const duration = metrics.eventDuration.labels(event);
+
+  const finish = (start: number, response: Ack<unknown>, ack: ((r: Ack<unknown>) => void) | undefined) => {
+    duration.observe((performance.now() - start) / 1000);
+    metrics.eventsTotal.inc({ event, result: response.ok ? 'ok' : response.error.code.toLowerCase() });
+    if (ack) ack(response);
+    else if (!response.ok) socket.emit('session:error', { ...response.error, event });
+  };
+
+  const fail = (err: unknown): Ack<never> => {
+    if (err instanceof SwitchboardError) return { ok: false, error: err.toBody() };
+    if (isUnavailable(err)) {
+      logger.warn({ err, event }, 'event failed: redis unavailable');
+      return { ok: false, error: { code: 'UNAVAILABLE', message: 'Temporarily unavailable, retry later' } };
+    }
+    logger.error({ err, event, socketId: socket.id }, 'event failed');
+    return { ok: false, error: { code: 'INTERNAL', message: 'Internal error' } satisfies ErrorBody };
+  };
+
+  return (...args: unknown[]): void => {
+    const start = performance.now();
+    const last = args[args.length - 1];
+    const ack = typeof last === 'function' ? (last as (r: Ack<unknown>) => void) : undefined;
+    let payload = ack ? args[0] === last ? undefined : args[0] : args[0];
+    if (!state.bucket.take(start)) {
+      finish(start, { ok: false, error: { code: 'RATE_LIMITED', message: 'Too many events, slow down' } }, ack);
+      return;
+    }
+    if (payload === undefined && OPTIONAL_PAYLOAD.has(event)) payload = {};
+    const validator: ClientValidators[ClientEventName] = validators[event];
+    if (!validator(payload)) {
+      finish(start, fail(validator.explain(payload)), ack);
+      return;
+    }
+    let result: ReturnType<Handler<E>>;
+    try {
+      result = handler(scope, payload as PayloadOf<E>);
+    } catch (err) {
+      finish(start, fail(err), ack);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (data) => finish(start, { ok: true, data }, ack),
+        (err: unknown) => finish(start, fail(err), ack),
+      );
+    } else {
+      finish(start, { ok: true, data: result }, ack);
+    }
+  };
+}
+
+/** Answers events whose name is not part of the protocol. */
+export function unknownEvent(ctx: GatewayContext, scope: HandlerScope) {
+  return (event: string, ...args: unknown[]): void => {
+    const ack = args[args.length - 1];
+    ctx.metrics.eventsTotal.inc({ event: 'unknown', result: 'invalid_payload' });
+    const error = { code: 'INVALID_PAYLOAD' as const, message: 'Unknown event' };
+    if (!scope.state.bucket.take()) return;
+    if (typeof ack === 'function') (ack as (r: Ack<never>) => void)({ ok: false, error });
+    else scope.socket.emit('session:error', { ...error, event: String(event).slice(0, 64) });
+  };
+}

@@ -1,0 +1,40 @@
+import { presenceRoom, SwitchboardError } from '@switchboard/protocol';
+import type { GatewayContext } from '../context.js';
+import type { HandlerMap } from '../handler.js';
+
+export function createPresenceHandlers(ctx: GatewayContext) {
+  const { registry, readModel, config, io } = ctx;
+  const guestsForbidden = () => new SwitchboardError('FORBIDDEN', 'Guests have no presence');
+
+  return {
+    'presence:set': async ({ data, state }, { status, text }) => {
+      if (data.guest) throw guestsForbidden();
+      await state.registered;
+      const online = await registry.setStatus(data.userId, status, text);
+      io.to(presenceRoom(data.userId)).emit('presence:changed', { userId: data.userId, online, status });
+      return { status };
+    },
+
+    'presence:watch': async ({ socket, data, state }, { userIds }) => {
+      if (data.guest) throw guestsForbidden();
+      const ids = [...new Set(userIds)];
+      const added = ids.filter((id) => !state.watched.has(id));
+      if (state.watched.size + added.length > config.limits.maxWatchedUsers) {
+        throw new SwitchboardError('LIMIT_EXCEEDED', `At most ${config.limits.maxWatchedUsers} watched users per connection`, {
+          limit: config.limits.maxWatchedUsers,
+          watching: state.watched.size,
+        });
+      }
+      for (const id of added) state.watched.add(id);
+      if (added.length) void socket.join(added.map(presenceRoom));
+      return { presence: await readModel.presence(ids) };
+    },
+
+    'presence:unwatch': ({ socket, state }, { userIds }) => {
+      for (const id of userIds) {
+        if (state.watched.delete(id)) void socket.leave(presenceRoom(id));
+      }
+      return {};
+    },
+  } satisfies Partial<HandlerMap>;
+}

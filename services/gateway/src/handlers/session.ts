@@ -1,0 +1,30 @@
+import { AuthError } from '@switchboard/auth';
+import { SwitchboardError } from '@switchboard/protocol';
+import type { GatewayContext } from '../context.js';
+import type { HandlerMap } from '../handler.js';
+import { scheduleExpiry } from '../session-timer.js';
+
+export function createSessionHandlers(ctx: GatewayContext) {
+  const { verifier, config } = ctx;
+
+  return {
+    'session:ping': () => ({ ts: Date.now() }),
+
+    'auth:refresh': async ({ socket, data, state }, { token }) => {
+      if (data.guest) throw new SwitchboardError('FORBIDDEN', 'Guests have no token to refresh');
+      let claims;
+      try {
+        claims = await verifier.verifyAccess(token);
+      } catch (err) {
+        if (err instanceof AuthError) throw new SwitchboardError('FORBIDDEN', err.message, { reason: err.code });
+        throw err;
+      }
+      if (claims.sub !== data.userId) throw new SwitchboardError('FORBIDDEN', 'Token is for another user');
+      data.exp = claims.exp;
+      data.roles = claims.roles;
+      data.rooms = claims.rooms;
+      scheduleExpiry(socket, state, claims.exp, config.tokenExpiryWarningSec);
+      return { exp: claims.exp };
+    },
+  } satisfies Partial<HandlerMap>;
+}

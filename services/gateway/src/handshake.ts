@@ -1,0 +1,163 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'socket.io';
+import { AuthError, type TokenVerifier } from '@switchboard/auth';
+import type { GatewayConfig } from '@switchboard/config';
+import {
+  HandshakeError,
+  type ClientToServerEvents,
+  type InterServerEvents,
+  type ServerToClientEvents,
+  type SocketData,
+} from '@switchboard/protocol';
+import type { ReadModel } from '@switchboard/store';
+import type { Logger } from '@switchboard/observability';
+import type { GatewayMetrics } from './metrics.js';
+import { KeyedBuckets } from './rate-limit.js';
+
+export type GatewaySocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+
+/** Where a token was found, for logs and metrics (never the token itself). */
+type TokenSource = 'auth' | 'header' | 'cookie' | 'query';
+
+/**
+ * The token of a handshake: `auth.token`, then `Authorization: Bearer`, then the cookie, then
+ * the `token` query parameter when enabled (SPEC §2). A present but malformed value counts as
+ * a token (and is refused), so a bad credential is never downgraded to a guest.
+ */
+export function findToken(
+  socket: Pick<GatewaySocket, 'handshake'>,
+  config: Pick<GatewayConfig, 'tokenCookie' | 'allowQueryToken'>,
+): { token: string; source: TokenSource } | undefined {
+  const { auth, headers, query } = socket.handshake;
+  const fromAuth = (auth as Record<string, unknown> | undefined)?.token;
+  if (fromAuth !== undefined && fromAuth !== null) {
+    return { token: typeof fromAuth === 'string' ? fromAuth : '\u0000', source: 'auth' };
+  }
+  const header = headers.authorization;
+  if (typeof header === 'string' && header.length > 0) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return { token: m?.[1] ?? '\u0000', source: 'header' };
+  }
+  const cookie = readCookie(headers.cookie, config.tokenCookie);
+  if (cookie !== undefined) return { token: cookie, source: 'cookie' };
+  if (config.allowQueryToken) {
+    const q = query.token;
+    if (q !== undefined) return { token: typeof q === 'string' ? q : '\u0000', source: 'query' };
+  }
+  return undefined;
+}
+
+function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
+    const raw = part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+    try {
+      return decodeURIComponent(raw);
+    } catch {
+      return '\u0000';
+    }
+  }
+  return undefined;
+}
+
+export function originAllowed(origin: string | undefined, allowed: GatewayConfig['corsOrigins']): boolean {
+  if (origin === undefined) return true; // not a browser: origins only constrain browsers
+  if (allowed === '*') return true;
+  return allowed.includes(origin);
+}
+
+export function clientAddress(req: IncomingMessage | GatewaySocket['handshake'], trustProxy: boolean): string {
+  const headers = req.headers;
+  if (trustProxy) {
+    const xff = headers['x-forwarded-for'];
+    const first = (Array.isArray(xff) ? xff[0] : xff)?.split(',')[0]?.trim();
+    if (first) return first;
+  }
+  return 'address' in req ? req.address : (req.socket.remoteAddress ?? 'unknown');
+}
+
+export interface HandshakeDeps {
+  config: GatewayConfig;
+  verifier: TokenVerifier;
+  readModel: ReadModel;
+  logger: Logger;
+  metrics: GatewayMetrics;
+}
+
+/**
+ * The Socket.IO middleware that admits a socket: origin, handshake rate, token (or guest),
+ * connections per user. A refusal reaches the client as `connect_error` with `message` = code
+ * and `data` = `{ code, message }`.
+ */
+export function createHandshake(deps: HandshakeDeps) {
+  const { config, verifier, readModel, logger, metrics } = deps;
+  const handshakes = new KeyedBuckets(config.limits.handshakeRatePerSec, config.limits.handshakeRatePerSec * 2);
+
+  const refuse = (code: HandshakeError['code'], message: string) => {
+    metrics.connectionsTotal.inc({ result: code.toLowerCase() });
+    return new HandshakeError(code, message);
+  };
+
+  async function admit(socket: GatewaySocket): Promise<HandshakeError | undefined> {
+    const origin = socket.handshake.headers.origin;
+    if (!originAllowed(origin, config.corsOrigins)) {
+      return refuse('ORIGIN_FORBIDDEN', 'Origin not allowed');
+    }
+    if (!handshakes.take(clientAddress(socket.handshake, config.trustProxy))) {
+      return refuse('RATE_LIMITED', 'Too many connection attempts');
+    }
+    const found = findToken(socket, config);
+    if (!found) {
+      if (!config.allowGuests) return refuse('AUTH_REQUIRED', 'Access token required');
+      socket.data = {
+        userId: `guest:${randomBytes(9).toString('base64url')}`,
+        roles: [],
+        rooms: [],
+        guest: true,
+        connectedAt: Date.now(),
+      };
+      return undefined;
+    }
+    let claims;
+    try {
+      claims = await verifier.verifyAccess(found.token);
+    } catch (err) {
+      if (err instanceof AuthError) {
+        logger.debug({ code: err.code, source: found.source }, 'handshake refused');
+        return refuse(err.code, err.message);
+      }
+      throw err;
+    }
+    const current = await readModel.userSocketCount(claims.sub);
+    if (current >= config.limits.maxConnectionsPerUser) {
+      return refuse('CONNECTION_LIMIT', `At most ${config.limits.maxConnectionsPerUser} connections per user`);
+    }
+    socket.data = {
+      userId: claims.sub,
+      ...(claims.name ? { name: claims.name } : {}),
+      roles: claims.roles,
+      rooms: claims.rooms,
+      guest: false,
+      exp: claims.exp,
+      connectedAt: Date.now(),
+    };
+    return undefined;
+  }
+
+  return {
+    middleware(socket: GatewaySocket, next: (err?: Error) => void): void {
+      admit(socket).then(
+        (refusal) => next(refusal),
+        (err: unknown) => {
+          logger.error({ err }, 'handshake failed');
+          metrics.connectionsTotal.inc({ result: 'error' });
+          next(new HandshakeError('AUTH_INVALID', 'Handshake could not be completed'));
+        },
+      );
+    },
+    close: () => handshakes.close(),
+  };
+}

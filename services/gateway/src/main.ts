@@ -1,0 +1,53 @@
+import closeWithGrace from 'close-with-grace';
+import { createVerifier } from '@switchboard/auth';
+import { ConfigError, loadGatewayConfig } from '@switchboard/config';
+import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
+import { closeRedis, createRedis, InboxStore, keys, waitReady } from '@switchboard/store';
+import { createGateway } from './gateway.js';
+
+let config;
+try {
+  config = loadGatewayConfig();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(1);
+  }
+  throw err;
+}
+
+const logger = createLogger({ service: 'gateway', level: config.logLevel, pod: config.podId });
+const metrics = createRegistry('gateway', config.podId);
+// Commands fail fast while Redis is away: an ack says UNAVAILABLE instead of hanging.
+const redis = createRedis(config.redisUrl, 'gateway', logger, { maxRetriesPerRequest: 1 });
+const pubClient = createRedis(config.redisUrl, 'gateway-pub', logger, { maxRetriesPerRequest: 1 });
+const subClient = createRedis(config.redisUrl, 'gateway-sub', logger);
+
+try {
+  await Promise.all([redis, pubClient, subClient].map((c) => waitReady(c, 30_000)));
+} catch (err) {
+  logger.fatal({ err, redis: safeRedisUrl(config.redisUrl) }, 'redis unreachable at start');
+  process.exit(1);
+}
+
+const gateway = createGateway(
+  {
+    redis,
+    pubClient,
+    subClient,
+    verifier: createVerifier(config.jwt),
+    inbox: new InboxStore(redis, keys(config.keyPrefix)),
+    logger,
+    metrics,
+  },
+  config,
+);
+
+closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
+  if (err) logger.error({ err }, 'closing after an error');
+  else logger.info({ signal }, 'shutting down');
+  await gateway.close();
+  await Promise.all([redis, pubClient, subClient].map(closeRedis));
+});
+
+await gateway.listen();
