@@ -11,6 +11,10 @@ export function createRegistry(service: string, pod: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service, pod });
   collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  // These gauges end in `_total`, which Prometheus reserves for counters (promtool flags them).
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(METRIC_PREFIX + name);
+  }
   return registry;
 }
 

@@ -75,7 +75,8 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
 
   const io: GatewayServer = new Server(httpServer, {
     serveClient: false,
-    maxHttpBufferSize: config.limits.maxPayloadBytes * 4 + 16 * 1024,
+    // Frames above this close the connection (engine level); below it, oversize payloads get a typed error.
+    maxHttpBufferSize: Math.max(1_000_000, config.limits.maxPayloadBytes * 4),
     connectTimeout: 10_000,
     cors: {
       origin: config.corsOrigins === '*' ? true : config.corsOrigins.length ? config.corsOrigins : false,

@@ -93,9 +93,10 @@ export function wrap<E extends ClientEventName>(ctx: GatewayContext, scope: Hand
 export function unknownEvent(ctx: GatewayContext, scope: HandlerScope) {
   return (event: string, ...args: unknown[]): void => {
     const ack = args[args.length - 1];
-    ctx.metrics.eventsTotal.inc({ event: 'unknown', result: 'invalid_payload' });
-    const error = { code: 'INVALID_PAYLOAD' as const, message: 'Unknown event' };
-    if (!scope.state.bucket.take()) return;
+    const error: ErrorBody = scope.state.bucket.take()
+      ? { code: 'INVALID_PAYLOAD', message: 'Unknown event' }
+      : { code: 'RATE_LIMITED', message: 'Too many events, slow down' };
+    ctx.metrics.eventsTotal.inc({ event: 'unknown', result: error.code.toLowerCase() });
     if (typeof ack === 'function') (ack as (r: Ack<never>) => void)({ ok: false, error });
     else scope.socket.emit('session:error', { ...error, event: String(event).slice(0, 64) });
   };

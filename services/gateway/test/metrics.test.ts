@@ -1,0 +1,47 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startCluster, type Cluster } from '@switchboard/testkit';
+
+describe('metrics', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, processes: true });
+  });
+  afterAll(() => cluster.stop());
+
+  it('serves /metrics on the ops port in a format promtool accepts, with bounded labels', async () => {
+    const c = await cluster.connect('metrics-user');
+    await c.emitWithAck('room:join', { room: 'public:metrics-room' });
+    await c.emitWithAck('room:publish', { room: 'public:metrics-room', data: 1 });
+    await c.emitWithAck('room:join', { room: 'nope' });
+    await cluster.refused({ sub: 'x', token: 'bad' });
+    const res = await fetch(`${cluster.gateways[0]!.opsUrl}/metrics`);
+    expect(res.status).toBe(200);
+    const body = await res.text();
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
+    expect(check.error).toBeUndefined();
+    expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);
+    for (const name of [
+      'switchboard_gateway_connections ',
+      'switchboard_gateway_connections_total{result="accepted"',
+      'switchboard_gateway_connections_total{result="auth_invalid"',
+      'switchboard_gateway_events_total{event="room:publish",result="ok"',
+      'switchboard_gateway_events_total{event="room:join",result="invalid_payload"',
+      'switchboard_gateway_event_duration_seconds_bucket',
+      'switchboard_registry_operation_duration_seconds_bucket',
+      'switchboard_process_cpu_seconds_total',
+    ]) {
+      expect(body).toContain(name);
+    }
+    expect(body).not.toContain('metrics-user');
+    expect(body).not.toContain('metrics-room');
+  });
+
+  it('is not served on the public port, which has health endpoints only', async () => {
+    const g = cluster.gateways[0]!;
+    expect((await fetch(`${g.url}/metrics`)).status).toBe(404);
+    expect((await fetch(`${g.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${g.url}/readyz`)).status).toBe(200);
+    expect((await fetch(`${g.opsUrl}/readyz`)).status).toBe(200);
+  });
+});
