@@ -63,7 +63,8 @@ export const NotificationListPayload = Type.Object(
   },
   strict,
 );
-export const NotificationId = Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$' });
+/** Not digits only: BullMQ reserves integer job ids for the ones it assigns. */
+export const NotificationId = Type.String({ pattern: '^(?![0-9]+$)[A-Za-z0-9._-]{1,128}$' });
 export const NotificationReadPayload = Type.Union([
   Type.Object({ ids: Type.Array(NotificationId, { minItems: 1, maxItems: 500 }) }, strict),
   Type.Object({ all: Type.Literal(true) }, strict),

@@ -94,7 +94,7 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
   worker.on('completed', () => metrics.jobs.inc({ result: 'completed' }));
   worker.on('failed', (job, err) => {
     if (!job) return;
-    const base = { jobId: job.id, ...describe(job.data), attemptsMade: job.attemptsMade, reason: err.message };
+    const base = { jobId: job.id, ...loggable(job.data), attemptsMade: job.attemptsMade, reason: err.message };
     if (err instanceof InvalidJobError) {
       metrics.jobs.inc({ result: 'invalid' });
       logger.warn(base, 'invalid notification job');
@@ -185,7 +185,7 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
 }
 
 /** What may be logged of a job: its type, target kind and id, never its content. */
-function describe(data: unknown): { type?: string; target?: string; id?: string } {
+function loggable(data: unknown): { type?: string; target?: string; id?: string } {
   if (typeof data !== 'object' || data === null) return {};
   const d = data as { type?: unknown; id?: unknown; to?: unknown };
   const out: { type?: string; target?: string; id?: string } = {};

@@ -34,4 +34,9 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
 });
 
 logger.info({ redis: safeRedisUrl(config.redisUrl) }, 'starting');
-await dispatcher.start();
+try {
+  await dispatcher.start();
+} catch (err) {
+  logger.fatal({ err }, 'cannot start');
+  process.exit(1);
+}
