@@ -1,0 +1,96 @@
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createProducer, type Producer } from '@switchboard/producer';
+import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
+import { collect, eventually, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
+import { spawnDispatcher, type DispatcherProcess } from './helpers.js';
+
+describe('notifications end to end: gateway processes, a dispatcher process, real clients', () => {
+  let cluster: Cluster;
+  let dispatcher: DispatcherProcess;
+  let producer: Producer;
+  let plain: Queue;
+
+  beforeAll(async () => {
+    const redisUrl = inject('redisUrl');
+    cluster = await startCluster({ redisUrl, gateways: 2, processes: true });
+    dispatcher = spawnDispatcher({ REDIS_URL: redisUrl, KEY_PREFIX: cluster.keyPrefix });
+    producer = createProducer({ connection: redisUrl, keyPrefix: cluster.keyPrefix });
+    plain = new Queue(NOTIFICATIONS_QUEUE, { connection: { url: redisUrl }, prefix: cluster.keyPrefix });
+    plain.on('error', () => {});
+  });
+  afterAll(async () => {
+    await producer?.close();
+    await plain?.close();
+    await dispatcher?.kill('SIGTERM');
+    await cluster?.stop();
+  });
+
+  it('delivers SDK and plain BullMQ jobs to every device of a user on every pod', async () => {
+    const phone = await cluster.connect({ sub: 'nina', gateway: 0 });
+    const laptop = await cluster.connect({ sub: 'nina', gateway: 1 });
+    const atPhone = waitFor(phone, 'notification', 10_000);
+    const atLaptop = waitFor(laptop, 'notification', 10_000);
+    const { id } = await producer.notify({ id: 'sdk-1', to: { userId: 'nina' }, type: 'mention', title: 'You were mentioned' });
+    expect(id).toBe('sdk-1');
+    for (const n of [await atPhone, await atLaptop]) expect(n).toMatchObject({ id: 'sdk-1', type: 'mention', title: 'You were mentioned' });
+
+    const again = waitFor(laptop, 'notification', 10_000);
+    await plain.add('notification', { to: { userId: 'nina' }, type: 'plain', body: 'from plain BullMQ' });
+    expect(await again).toMatchObject({ type: 'plain', body: 'from plain BullMQ' });
+  });
+
+  it('reaches exactly a room and everyone', async () => {
+    const inRoom = await cluster.connect({ sub: 'room-member', gateway: 0 });
+    const outside = await cluster.connect({ sub: 'outsider', gateway: 1 });
+    await inRoom.emitWithAck('room:join', { room: 'public:announcements' });
+    const outsideGot = collect(outside, 'notification');
+    const roomMsg = waitFor(inRoom, 'notification', 10_000);
+    await producer.notify({ to: { room: 'public:announcements' }, type: 'room-news' });
+    expect((await roomMsg).type).toBe('room-news');
+    const both = [waitFor(inRoom, 'notification', 10_000), waitFor(outside, 'notification', 10_000)];
+    await producer.notify({ to: { broadcast: true }, type: 'everyone' });
+    for (const n of await Promise.all(both)) expect(n.type).toBe('everyone');
+    expect(outsideGot.map((n) => n.type)).toEqual(['everyone']);
+  });
+
+  it('keeps notifications for an offline user: unread on connect, list, and read on every device', async () => {
+    await producer.notify({ id: 'later-1', to: { userId: 'oscar' }, type: 'invite', title: 'Join us' });
+    await producer.notify({ id: 'later-2', to: { userIds: ['oscar', 'paula'] }, type: 'digest' });
+    await eventually(async () => (await plain.getJobCounts('completed')).completed >= 1 && (await cluster.redis.zcard(`${cluster.keyPrefix}:inbox:oscar`)) === 2, { timeoutMs: 10_000 });
+
+    const a = await cluster.connect({ sub: 'oscar', gateway: 0 });
+    const b = await cluster.connect({ sub: 'oscar', gateway: 1 });
+    expect(a.session.unread).toBe(2);
+    const list = await a.emitWithAck('notification:list', {});
+    if (!list.ok) throw new Error(list.error.message);
+    expect(list.data.unread).toBe(2);
+    expect(list.data.items.map((i) => [i.id, i.read])).toEqual([
+      ['later-2', false],
+      ['later-1', false],
+    ]);
+
+    const badge = waitFor(b, 'notification:unread', 5000);
+    expect(await a.emitWithAck('notification:read', { ids: ['later-1'] })).toEqual({ ok: true, data: { unread: 1 } });
+    expect(await badge).toEqual({ unread: 1 });
+    const fromB = await b.emitWithAck('notification:list', { unreadOnly: true });
+    expect(fromB.ok && fromB.data.items.map((i) => i.id)).toEqual(['later-2']);
+    expect(await b.emitWithAck('notification:read', { all: true })).toEqual({ ok: true, data: { unread: 0 } });
+    const c = await cluster.connect({ sub: 'oscar', gateway: 0 });
+    expect(c.session.unread).toBe(0);
+  });
+
+  it('stores an id enqueued twice once, and delivers it with the same id', async () => {
+    const u = await cluster.connect({ sub: 'quinn', gateway: 1 });
+    const got = collect(u, 'notification');
+    await producer.notify({ id: 'dup-1', to: { userId: 'quinn' }, type: 'x' });
+    await producer.notify({ id: 'dup-1', to: { userId: 'quinn' }, type: 'x' });
+    await plain.add('notification', { id: 'dup-1', to: { userId: 'quinn' }, type: 'x' });
+    await eventually(() => got.length >= 2, { timeoutMs: 10_000 });
+    await eventually(async () => (await plain.getJobCounts('waiting', 'active')).waiting === 0);
+    expect(new Set(got.map((n) => n.id))).toEqual(new Set(['dup-1']));
+    const list = await u.emitWithAck('notification:list', {});
+    expect(list.ok && list.data.items.map((i) => i.id)).toEqual(['dup-1']);
+    expect(list.ok && list.data.unread).toBe(1);
+  });
+});
