@@ -197,8 +197,6 @@ const DispatcherEnv = Type.Object({
   DISPATCHER_CONCURRENCY: PositiveInt(16),
   INBOX_MAX_ITEMS: PositiveInt(200),
   INBOX_TTL_SEC: PositiveInt(30 * 86_400),
-  JOB_ATTEMPTS: PositiveInt(5),
-  JOB_BACKOFF_MS: PositiveInt(1000),
   STALLED_INTERVAL_MS: PositiveInt(30_000, 100),
   REDIS_DOWN_EXIT_MS: PositiveInt(30_000, 100),
 });
@@ -208,8 +206,6 @@ export interface DispatcherConfig extends CommonConfig {
   host: string;
   concurrency: number;
   inbox: { maxItems: number; ttlSec: number };
-  attempts: number;
-  backoffMs: number;
   stalledIntervalMs: number;
   /** Exit non-zero when Redis stays unreachable this long. @default 30000 */
   redisDownExitMs: number;
@@ -223,8 +219,6 @@ export function loadDispatcherConfig(env: Env = process.env): DispatcherConfig {
     host: e.HOST,
     concurrency: e.DISPATCHER_CONCURRENCY,
     inbox: { maxItems: e.INBOX_MAX_ITEMS, ttlSec: e.INBOX_TTL_SEC },
-    attempts: e.JOB_ATTEMPTS,
-    backoffMs: e.JOB_BACKOFF_MS,
     stalledIntervalMs: e.STALLED_INTERVAL_MS,
     redisDownExitMs: e.REDIS_DOWN_EXIT_MS,
   };
@@ -237,6 +231,7 @@ const AdminEnv = Type.Object({
   HOST: Type.String({ default: '0.0.0.0' }),
   ADMIN_API_KEYS: Type.Optional(Type.String()),
   ADMIN_RATE_LIMIT_PER_MIN: PositiveInt(600),
+  ADMIN_MAX_PAYLOAD_BYTES: PositiveInt(64 * 1024, 16),
   HEARTBEAT_INTERVAL_MS: PositiveInt(5000, 50),
   HISTORY_MAX_LENGTH: PositiveInt(200, 0),
   HISTORY_TTL_SEC: PositiveInt(86_400),
@@ -249,6 +244,8 @@ export interface AdminConfig extends CommonConfig {
   jwt?: JwtConfig;
   adminApiKeys: string[];
   rateLimitPerMin: number;
+  /** Largest `data` of a message published through the admin API, as JSON bytes. @default 65536 */
+  maxPayloadBytes: number;
   heartbeatIntervalMs: number;
   history: { maxLength: number; ttlSec: number };
 }
@@ -270,6 +267,7 @@ export function loadAdminConfig(env: Env = process.env): AdminConfig {
     ...(j ? { jwt: j } : {}),
     adminApiKeys,
     rateLimitPerMin: e.ADMIN_RATE_LIMIT_PER_MIN,
+    maxPayloadBytes: e.ADMIN_MAX_PAYLOAD_BYTES,
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
     history: { maxLength: e.HISTORY_MAX_LENGTH, ttlSec: e.HISTORY_TTL_SEC },
   };

@@ -6,14 +6,14 @@ import { closeRedis, createRedis, InboxStore, keys, waitReady } from '@switchboa
 import { createGateway } from './gateway.js';
 
 let config;
+let verifier;
 try {
   config = loadGatewayConfig();
+  verifier = createVerifier(config.jwt);
 } catch (err) {
-  if (err instanceof ConfigError) {
-    console.error(err.message);
-    process.exit(1);
-  }
-  throw err;
+  // a bad variable, or key material the verifier refuses (short secret, unusable PEM, bad algorithms)
+  console.error(err instanceof ConfigError ? err.message : `Invalid configuration: ${(err as Error).message}`);
+  process.exit(1);
 }
 
 const logger = createLogger({ service: 'gateway', level: config.logLevel, pod: config.podId });
@@ -35,7 +35,7 @@ const gateway = createGateway(
     redis,
     pubClient,
     subClient,
-    verifier: createVerifier(config.jwt),
+    verifier,
     inbox: new InboxStore(redis, keys(config.keyPrefix)),
     logger,
     metrics,

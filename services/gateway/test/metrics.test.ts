@@ -45,3 +45,23 @@ describe('metrics', () => {
     expect((await fetch(`${g.opsUrl}/readyz`)).status).toBe(200);
   });
 });
+
+describe('start-up configuration', () => {
+  it('exits 1 with a message naming the variable, without a stack trace', async () => {
+    const { spawnSync: run } = await import('node:child_process');
+    const { createRequire } = await import('node:module');
+    const { dirname, join } = await import('node:path');
+    const main = join(dirname(createRequire(import.meta.url).resolve('@switchboard/gateway')), 'main.js');
+    for (const [env, expected] of [
+      [{ JWT_SECRET: 'too-short' }, /JWT_SECRET must be at least 32 bytes/],
+      [{ JWT_SECRET: 'x'.repeat(40), PORT: 'abc' }, /Invalid configuration: PORT/],
+      [{}, /JWT_SECRET is required/],
+    ] as const) {
+      const r = run(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 10_000 });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(expected);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      expect(r.stderr).not.toContain('too-short');
+    }
+  });
+});
