@@ -152,9 +152,10 @@ export function createHandshake(deps: HandshakeDeps) {
       admit(socket).then(
         (refusal) => next(refusal),
         (err: unknown) => {
+          // Redis unreachable, most likely: say "retry later", never blame the client's token.
           logger.error({ err }, 'handshake failed');
           metrics.connectionsTotal.inc({ result: 'error' });
-          next(new HandshakeError('AUTH_INVALID', 'Handshake could not be completed'));
+          next(new HandshakeError('RATE_LIMITED', 'Temporarily unavailable, retry later'));
         },
       );
     },

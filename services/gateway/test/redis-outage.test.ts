@@ -1,0 +1,39 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, startCluster, startRedis, type Cluster, type RedisHandle } from '@switchboard/testkit';
+
+describe('when Redis goes away', () => {
+  let redis: RedisHandle;
+  let cluster: Cluster;
+  beforeAll(async () => {
+    redis = await startRedis({ fresh: true });
+    cluster = await startCluster({ redisUrl: redis.url, gateways: 1 });
+  });
+  afterAll(async () => {
+    await redis.start?.().catch(() => undefined);
+    await cluster?.stop();
+    await redis?.stop();
+  });
+
+  it('answers UNAVAILABLE and not-ready, refuses handshakes as retryable, and recovers by itself', async () => {
+    const c = await cluster.connect('outage-user');
+    expect((await c.emitWithAck('room:join', { room: 'public:o' })).ok).toBe(true);
+    const g = cluster.gateways[0]!;
+
+    await redis.kill!();
+    const ack = await c.emitWithAck('room:join', { room: 'public:o2' });
+    expect(ack).toEqual({ ok: false, error: { code: 'UNAVAILABLE', message: 'Temporarily unavailable, retry later' } });
+    expect((await c.emitWithAck('session:ping', {})).ok).toBe(true); // what needs no Redis still works
+    await eventually(async () => (await fetch(`${g.url}/readyz`)).status === 503);
+    expect((await fetch(`${g.url}/healthz`)).status).toBe(200);
+    const refused = await cluster.refused({ sub: 'newcomer' });
+    expect(refused).toEqual({ message: 'RATE_LIMITED', data: { code: 'RATE_LIMITED', message: 'Temporarily unavailable, retry later' } });
+
+    await redis.start!();
+    await eventually(async () => (await fetch(`${g.url}/readyz`)).status === 200, { timeoutMs: 10_000 });
+    // the restarted Redis is empty: the pod notices at its next heartbeat and registers its sockets again
+    await eventually(async () => (await cluster.redis.scard(`${cluster.keyPrefix}:reg:user:outage-user:sockets`)) === 1, { timeoutMs: 10_000 });
+    await eventually(async () => (await c.emitWithAck('room:join', { room: 'public:o2' })).ok, { timeoutMs: 10_000 });
+    expect((await cluster.connect('newcomer')).session.userId).toBe('newcomer');
+    expect(c.connected).toBe(true);
+  });
+});
