@@ -25,6 +25,8 @@ export function keys(prefix: string) {
     online: `${p}:reg:online`,
     /** HASH userId → number of that user's sockets in the room. */
     roomUsers: (room: string) => `${p}:reg:room:${room}:users`,
+    /** ZSET (score 0) of the room's user ids, for lexicographic member pages. */
+    roomMembers: (room: string) => `${p}:reg:room:${room}:members`,
     /** ZSET (score 0) of rooms with at least one member. */
     rooms: `${p}:reg:rooms`,
     /** HASH of cluster counters: connections. */

@@ -110,20 +110,14 @@ export class ReadModel {
     return this.redis.hlen(this.keys.roomUsers(room));
   }
 
-  /** A page of a room's members with name and status; `cursor` is opaque. */
+  /** A page of a room's members, in user id order, with name and status; `cursor` is the last id of the previous page. */
   async roomMembers(room: string, cursor: string | undefined, limit: number): Promise<{ members: Member[]; nextCursor?: string }> {
     const n = clamp(limit);
-    const ids: string[] = [];
-    let c = cursor && /^[0-9]{1,20}$/.test(cursor) ? cursor : '0';
-    // HSCAN's COUNT is a hint: loop until the page is full or the scan ends (bounded).
-    for (let i = 0; i < 50; i++) {
-      const [next, flat] = await this.redis.hscan(this.keys.roomUsers(room), c, 'COUNT', n);
-      for (let j = 0; j < flat.length; j += 2) ids.push(flat[j]!);
-      c = next;
-      if (c === '0' || ids.length >= n) break;
-    }
-    const infos = await this.userSummaries(ids);
-    return { members: infos, ...(c !== '0' ? { nextCursor: c } : {}) };
+    const min = cursor ? `(${cursor}` : '-';
+    const ids = await this.redis.zrangebylex(this.keys.roomMembers(room), min, '+', 'LIMIT', 0, n + 1);
+    const shown = ids.slice(0, n);
+    const members = await this.userSummaries(shown);
+    return { members, ...(ids.length > n ? { nextCursor: shown[shown.length - 1] } : {}) };
   }
 
   private async userSummaries(ids: string[]): Promise<Member[]> {

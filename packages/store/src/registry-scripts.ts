@@ -13,8 +13,9 @@ local function leave_room(sid, uid, room)
   local c = redis.call('HINCRBY', ru, uid, -1)
   if c <= 0 then
     redis.call('HDEL', ru, uid)
+    redis.call('ZREM', k('room', room, 'members'), uid)
     if redis.call('HLEN', ru) == 0 then
-      redis.call('DEL', ru)
+      redis.call('DEL', ru, k('room', room, 'members'))
       redis.call('ZREM', k('rooms'), room)
     end
     return 1
@@ -64,7 +65,10 @@ if redis.call('SADD', k('sock', sid, 'rooms'), room) == 0 then
   return {0, 0, redis.call('HLEN', ru)}
 end
 local c = redis.call('HINCRBY', ru, uid, 1)
-if c == 1 then redis.call('ZADD', k('rooms'), 0, room) end
+if c == 1 then
+  redis.call('ZADD', k('room', room, 'members'), 0, uid)
+  redis.call('ZADD', k('rooms'), 0, room)
+end
 return {1, c == 1 and 1 or 0, redis.call('HLEN', ru)}
 `;
 

@@ -90,6 +90,7 @@ describe('cluster-wide presence', () => {
     for (let pages = 0; pages < 20; pages++) {
       const ack = await clients[0]!.emitWithAck('room:members', { room, limit: 5, ...(cursor ? { cursor } : {}) });
       if (!ack.ok) throw new Error(ack.error.message);
+      expect(ack.data.members.length).toBe(ack.data.nextCursor ? 5 : 2);
       for (const m of ack.data.members) seen.set(m.userId, m);
       cursor = ack.data.nextCursor;
       if (!cursor) break;
