@@ -232,7 +232,6 @@ const AdminEnv = Type.Object({
   ADMIN_API_KEYS: Type.Optional(Type.String()),
   ADMIN_RATE_LIMIT_PER_MIN: PositiveInt(600),
   ADMIN_MAX_PAYLOAD_BYTES: PositiveInt(64 * 1024, 16),
-  HEARTBEAT_INTERVAL_MS: PositiveInt(5000, 50),
   HISTORY_MAX_LENGTH: PositiveInt(200, 0),
   HISTORY_TTL_SEC: PositiveInt(86_400),
 });
@@ -246,7 +245,6 @@ export interface AdminConfig extends CommonConfig {
   rateLimitPerMin: number;
   /** Largest `data` of a message published through the admin API, as JSON bytes. @default 65536 */
   maxPayloadBytes: number;
-  heartbeatIntervalMs: number;
   history: { maxLength: number; ttlSec: number };
 }
 
@@ -268,7 +266,6 @@ export function loadAdminConfig(env: Env = process.env): AdminConfig {
     adminApiKeys,
     rateLimitPerMin: e.ADMIN_RATE_LIMIT_PER_MIN,
     maxPayloadBytes: e.ADMIN_MAX_PAYLOAD_BYTES,
-    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
     history: { maxLength: e.HISTORY_MAX_LENGTH, ttlSec: e.HISTORY_TTL_SEC },
   };
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import type { Member, PresenceInfo } from '@switchboard/protocol';
 import { keys, type Keys } from './keys.js';
 import { asStatus } from './registry.js';
@@ -57,19 +57,15 @@ export class ReadModel {
   /** Cluster counts in one round trip for the counters, one for the pods. */
   async counts(): Promise<ClusterCounts> {
     const k = this.keys;
-    const [[, pods], [, connections], [, usersOnline], [, rooms]] = (await this.redis
-      .pipeline()
-      .zrange(k.pods, 0, -1)
-      .hget(k.counters, 'connections')
-      .zcard(k.online)
-      .zcard(k.rooms)
-      .exec()) as [unknown, unknown][] as [[null, string[]], [null, string | null], [null, number], [null, number]];
+    const [pods, connections, usersOnline, rooms] = (await values(
+      this.redis.pipeline().zrange(k.pods, 0, -1).hget(k.counters, 'connections').zcard(k.online).zcard(k.rooms),
+    )) as [string[], string | null, number, number];
     const pipe = this.redis.pipeline();
     for (const id of pods) pipe.hmget(k.pod(id), 'connections', 'startedAt', 'lastHeartbeatAt');
-    const res = pods.length ? ((await pipe.exec()) ?? []) : [];
+    const res = pods.length ? await values(pipe) : [];
     return {
       pods: pods.map((id, i) => {
-        const [c, s, h] = (res[i]?.[1] as (string | null)[] | undefined) ?? [];
+        const [c, s, h] = (res[i] as (string | null)[] | undefined) ?? [];
         return { id, connections: Number(c ?? 0), startedAt: Number(s ?? 0), lastHeartbeatAt: Number(h ?? 0) };
       }),
       connections: Math.max(0, Number(connections ?? 0)),
@@ -95,8 +91,8 @@ export class ReadModel {
     const shown = names.slice(0, n);
     const pipe = this.redis.pipeline();
     for (const r of shown) pipe.hlen(this.keys.roomUsers(r));
-    const res = shown.length ? ((await pipe.exec()) ?? []) : [];
-    const items = shown.map((room, i) => ({ room, members: Number(res[i]?.[1] ?? 0) }));
+    const res = shown.length ? await values(pipe) : [];
+    const items = shown.map((room, i) => ({ room, members: Number(res[i] ?? 0) }));
     return { items, ...(names.length > n ? { nextCursor: shown[shown.length - 1] } : {}) };
   }
 
@@ -124,9 +120,9 @@ export class ReadModel {
     if (ids.length === 0) return [];
     const pipe = this.redis.pipeline();
     for (const id of ids) pipe.hmget(this.keys.user(id), 'name', 'status');
-    const res = (await pipe.exec()) ?? [];
+    const res = await values(pipe);
     return ids.map((userId, i) => {
-      const [name, status] = (res[i]?.[1] as (string | null)[] | undefined) ?? [];
+      const [name, status] = (res[i] as (string | null)[] | undefined) ?? [];
       return { userId, ...(name ? { name } : {}), status: asStatus(status) };
     });
   }
@@ -139,10 +135,10 @@ export class ReadModel {
       pipe.hmget(this.keys.user(id), 'status', 'lastSeen');
       pipe.scard(this.keys.userSockets(id));
     }
-    const res = (await pipe.exec()) ?? [];
+    const res = await values(pipe);
     return userIds.map((userId, i) => {
-      const [status, lastSeen] = (res[i * 2]?.[1] as (string | null)[] | undefined) ?? [];
-      const online = Number(res[i * 2 + 1]?.[1] ?? 0) > 0;
+      const [status, lastSeen] = (res[i * 2] as (string | null)[] | undefined) ?? [];
+      const online = Number(res[i * 2 + 1] ?? 0) > 0;
       return {
         userId,
         online,
@@ -155,25 +151,24 @@ export class ReadModel {
   /** One user's detail, or undefined when the user is neither online nor remembered. */
   async user(userId: string): Promise<UserDetail | undefined> {
     const k = this.keys;
-    const [[, info], [, socketIds]] = (await this.redis
-      .pipeline()
-      .hgetall(k.user(userId))
-      .smembers(k.userSockets(userId))
-      .exec()) as [unknown, unknown][] as [[null, Record<string, string>], [null, string[]]];
+    const [info, socketIds] = (await values(this.redis.pipeline().hgetall(k.user(userId)).smembers(k.userSockets(userId)))) as [
+      Record<string, string>,
+      string[],
+    ];
     if (Object.keys(info).length === 0 && socketIds.length === 0) return undefined;
     const pipe = this.redis.pipeline();
     for (const sid of socketIds) {
       pipe.hmget(k.socket(sid), 'pod', 'connectedAt');
       pipe.smembers(k.socketRooms(sid));
     }
-    const res = socketIds.length ? ((await pipe.exec()) ?? []) : [];
+    const res = socketIds.length ? await values(pipe) : [];
     const rooms = new Set<string>();
     const sockets: UserDetail['sockets'] = [];
     socketIds.forEach((id, i) => {
-      const [pod, connectedAt] = (res[i * 2]?.[1] as (string | null)[] | undefined) ?? [];
+      const [pod, connectedAt] = (res[i * 2] as (string | null)[] | undefined) ?? [];
       if (!pod) return;
       sockets.push({ id, pod, connectedAt: Number(connectedAt ?? 0) });
-      for (const r of (res[i * 2 + 1]?.[1] as string[] | undefined) ?? []) rooms.add(r);
+      for (const r of (res[i * 2 + 1] as string[] | undefined) ?? []) rooms.add(r);
     });
     sockets.sort((a, b) => a.connectedAt - b.connectedAt);
     return {
@@ -193,6 +188,16 @@ export class ReadModel {
     const oldest = await this.redis.zrange(this.keys.pods, 0, 0, 'WITHSCORES');
     return oldest.length === 2 ? Math.max(0, now - Number(oldest[1])) : 0;
   }
+}
+
+/** Runs a pipeline and returns its replies, throwing the first command error (or a lost connection). */
+async function values(pipe: ChainableCommander): Promise<unknown[]> {
+  const replies = await pipe.exec();
+  if (!replies) throw new Error('Redis pipeline was discarded');
+  return replies.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
 }
 
 function clamp(limit: number): number {

@@ -1,0 +1,98 @@
+import type { Emitter } from '@socket.io/redis-emitter';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { TokenVerifier } from '@switchboard/auth';
+import type { AdminConfig } from '@switchboard/config';
+import type { Logger } from '@switchboard/observability';
+import type { Producer } from '@switchboard/producer';
+import type { ServerToClientEvents } from '@switchboard/protocol';
+import { bearerCredential, createApiKeyMatcher } from './api-keys.js';
+import { validatorCompiler } from './validation.js';
+import helmet from './plugins/external/helmet.js';
+import rateLimit from './plugins/external/rate-limit.js';
+import swagger from './plugins/external/swagger.js';
+import auth from './plugins/app/auth.js';
+import emitter from './plugins/app/emitter.js';
+import errorHandler from './plugins/app/error-handler.js';
+import lifecycle from './plugins/app/lifecycle.js';
+import metrics from './plugins/app/metrics.js';
+import queue from './plugins/app/queue.js';
+import store from './plugins/app/store.js';
+import notificationsRoutes from './routes/notifications/index.js';
+import opsRoutes from './routes/ops/index.js';
+import queuesRoutes from './routes/queues/index.js';
+import roomsRoutes from './routes/rooms/index.js';
+import statsRoutes from './routes/stats/index.js';
+import usersRoutes from './routes/users/index.js';
+
+export interface AdminDeps {
+  /** Commands: registry reads, room history, readiness. Closed by the caller after the app. */
+  redis: Redis;
+  /** Publishes to the gateways; its `key` must be `ioKey(KEY_PREFIX)`. */
+  emitter: Emitter<ServerToClientEvents>;
+  /** Enqueues notifications; its queue is inspected and retried. Closed by the caller. */
+  producer: Producer;
+  /** Verifies admin access tokens; without it only API keys are accepted. */
+  verifier?: TokenVerifier;
+  logger: Logger;
+  metrics: Registry;
+}
+
+/** Room names are at most 200 characters, up to three times that URL-encoded. */
+const MAX_PARAM_LENGTH = 1024;
+/** Fastify's default body limit, raised when messages may be larger. */
+const MIN_BODY_LIMIT = 1024 * 1024;
+
+/**
+ * The admin API (SPEC §7): external plugins (security headers, rate limiting, OpenAPI), then
+ * the app's plugins (errors, lifecycle, metrics, Redis-backed stores, emitter, queue, auth),
+ * then the routes. The caller listens and closes; the deps' clients stay the caller's.
+ */
+export async function buildAdmin(deps: AdminDeps, config: AdminConfig): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: Math.max(MIN_BODY_LIMIT, config.maxPayloadBytes * 2),
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // The lifecycle plugin answers during shutdown, in the API's error format.
+    return503OnClosing: false,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  // A JSON API: anything but JSON bodies is 415.
+  app.removeContentTypeParser('text/plain');
+
+  const matchApiKey = createApiKeyMatcher(config.adminApiKeys);
+  const rateLimitKey = (request: FastifyRequest): string => {
+    const credential = bearerCredential(request.headers.authorization);
+    const key = credential === undefined ? -1 : matchApiKey(credential);
+    return key >= 0 ? `key:${key}` : `ip:${request.ip}`;
+  };
+
+  await app.register(helmet);
+  await app.register(rateLimit, { max: config.rateLimitPerMin, keyGenerator: rateLimitKey });
+  await app.register(swagger);
+
+  await app.register(errorHandler, { redisReady: () => deps.redis.status === 'ready' });
+  await app.register(lifecycle);
+  await app.register(metrics, { registry: deps.metrics });
+  await app.register(store, { redis: deps.redis, keyPrefix: config.keyPrefix, history: config.history });
+  await app.register(emitter, { emitter: deps.emitter });
+  await app.register(queue, { producer: deps.producer });
+  await app.register(auth, { matchApiKey, ...(deps.verifier ? { verifier: deps.verifier } : {}) });
+
+  await app.register(opsRoutes);
+  await app.register(
+    async (v1) => {
+      v1.addHook('onRequest', v1.rateLimit());
+      v1.addHook('onRequest', v1.authenticate);
+      await v1.register(statsRoutes);
+      await v1.register(usersRoutes);
+      await v1.register(roomsRoutes, { maxPayloadBytes: config.maxPayloadBytes });
+      await v1.register(notificationsRoutes);
+      await v1.register(queuesRoutes);
+    },
+    { prefix: '/v1' },
+  );
+  return app;
+}

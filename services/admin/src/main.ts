@@ -1,0 +1,58 @@
+import closeWithGrace from 'close-with-grace';
+import { Emitter } from '@socket.io/redis-emitter';
+import { createVerifier, type TokenVerifier } from '@switchboard/auth';
+import { ConfigError, loadAdminConfig, type AdminConfig } from '@switchboard/config';
+import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
+import { createProducer } from '@switchboard/producer';
+import { ioKey, type ServerToClientEvents } from '@switchboard/protocol';
+import { closeRedis, createRedis } from '@switchboard/store';
+import { buildAdmin } from './app.js';
+
+let config: AdminConfig;
+let verifier: TokenVerifier | undefined;
+try {
+  config = loadAdminConfig();
+  verifier = config.jwt ? createVerifier(config.jwt) : undefined;
+} catch (err) {
+  // A ConfigError names the variable; createVerifier explains a bad key or algorithm list.
+  console.error(err instanceof ConfigError ? err.message : `Invalid configuration: ${(err as Error).message}`);
+  process.exit(1);
+}
+
+const logger = createLogger({ service: 'admin', level: config.logLevel, pod: config.podId });
+const metrics = createRegistry('admin', config.podId);
+// Commands fail fast while Redis is away: a request answers 503 instead of hanging.
+const redis = createRedis(config.redisUrl, 'admin', logger, { maxRetriesPerRequest: 1, commandTimeout: 5000 });
+const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(config.keyPrefix) });
+let lastProducerError = 0;
+const producer = createProducer({
+  connection: config.redisUrl,
+  keyPrefix: config.keyPrefix,
+  onError: (err) => {
+    const now = Date.now();
+    if (now - lastProducerError < 5000) return;
+    lastProducerError = now;
+    logger.warn({ err: { message: err.message } }, 'notification queue error');
+  },
+});
+
+const app = await buildAdmin({ redis, emitter, producer, ...(verifier ? { verifier } : {}), logger, metrics }, config);
+
+closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err }) => {
+  if (err) logger.error({ err }, 'closing after an error');
+  else logger.info({ signal }, 'shutting down');
+  await app.close();
+  await producer.close();
+  await closeRedis(redis);
+});
+
+logger.info(
+  { redis: safeRedisUrl(config.redisUrl), apiKeys: config.adminApiKeys.length, jwt: verifier !== undefined },
+  'starting',
+);
+try {
+  await app.listen({ port: config.port, host: config.host });
+} catch (err) {
+  logger.fatal({ err }, 'cannot listen');
+  process.exit(1);
+}

@@ -1,0 +1,96 @@
+import type { Queue } from 'bullmq';
+import fp from 'fastify-plugin';
+import { Gauge } from 'prom-client';
+import type { Producer } from '@switchboard/producer';
+import type { Static } from '@sinclair/typebox';
+import { AdminError } from '../../errors.js';
+import type { QueueCounts } from '../../schemas.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Validates and enqueues notifications (SPEC §6). */
+    producer: Producer;
+    /** The `notifications` queue, for inspection and retries. */
+    notificationsQueue: Queue;
+    /** Job counts by state; `waiting` includes paused and prioritized jobs. */
+    queueCounts(): Promise<Static<typeof QueueCounts>>;
+    /**
+     * Runs a queue operation, failing fast with `UNAVAILABLE` while Redis is unreachable (BullMQ
+     * would otherwise wait for its connection) or when the operation takes too long.
+     */
+    withQueue<T>(operation: () => Promise<T>): Promise<T>;
+  }
+}
+
+export interface QueueOptions {
+  producer: Producer;
+}
+
+const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
+const COUNTS_TIMEOUT_MS = 1000;
+const OPERATION_TIMEOUT_MS = 5000;
+
+async function within<T>(operation: Promise<T>, ms: number, error: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      operation,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(error()), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The notification queue through the producer SDK (which fails fast while Redis is down). Also
+ * exports `switchboard_queue_jobs{state}`, read at scrape time, as the dispatcher does.
+ * The producer belongs to the caller, which closes it after the app.
+ */
+export default fp<QueueOptions>(
+  async (app, { producer }) => {
+    const queue = producer.queue;
+    app.decorate('producer', producer);
+    app.decorate('notificationsQueue', queue);
+
+    const unavailable = () => new AdminError('UNAVAILABLE', 'Redis is unavailable, retry later');
+    async function withQueue<T>(operation: () => Promise<T>): Promise<T> {
+      if (app.redis.status !== 'ready') throw unavailable();
+      return within(operation(), OPERATION_TIMEOUT_MS, unavailable);
+    }
+    app.decorate('withQueue', withQueue);
+
+    async function queueCounts() {
+      const c = await withQueue(() => queue.getJobCounts('waiting', 'paused', 'prioritized', ...STATES));
+      return {
+        waiting: (c.waiting ?? 0) + (c.paused ?? 0) + (c.prioritized ?? 0),
+        active: c.active ?? 0,
+        delayed: c.delayed ?? 0,
+        failed: c.failed ?? 0,
+        completed: c.completed ?? 0,
+      };
+    }
+    app.decorate('queueCounts', queueCounts);
+
+    if (!app.metrics.getSingleMetric('switchboard_queue_jobs')) {
+      new Gauge({
+        name: 'switchboard_queue_jobs',
+        help: 'Jobs in the notifications queue, by state',
+        labelNames: ['state'] as const,
+        registers: [app.metrics],
+        async collect() {
+          try {
+            const counts = await within(queueCounts(), COUNTS_TIMEOUT_MS, unavailable);
+            for (const state of STATES) this.set({ state }, counts[state]);
+          } catch {
+            // Redis is away: an empty gauge rather than a stale one.
+            this.reset();
+          }
+        },
+      });
+    }
+  },
+  { name: 'queue', dependencies: ['metrics', 'store'] },
+);
