@@ -121,11 +121,11 @@ export interface ServerToClientEvents {
   'notification:unread': (payload: { unread: number }) => void;
 }
 
-/** Events between gateway pods through the adapter. */
-export interface InterServerEvents {
-  /** A pod asks the pod holding `socketId` (or every pod) to drop a user's sockets. */
-  'user:disconnect': (payload: { userId: string }) => void;
-}
+/**
+ * Events between gateway pods through the adapter. None yet: pods share state through the
+ * registry, and the adapter's own requests (e.g. `disconnectSockets`) cover the rest.
+ */
+export type InterServerEvents = Record<string, never>;
 
 /** What the gateway keeps on `socket.data` once the handshake is accepted. */
 export interface SocketData {
