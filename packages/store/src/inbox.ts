@@ -26,31 +26,39 @@ export interface InboxListQuery {
 }
 
 /**
- * KEYS: inbox zset, items hash, unread set. ARGV: id, ts, json, maxItems, ttlSec.
- * A known id changes nothing. Returns the unread count after the write.
+ * KEYS: (inbox zset, items hash, unread set) for each user. ARGV: id, ts, json, maxItems, ttlSec.
+ * A known id changes nothing for that user. Returns each user's unread count after the write.
+ * One call serves many users, so a fan-out pays the script call once per batch, not per user.
  */
 const ADD_LUA = `
-local id = ARGV[1]
-if redis.call('ZSCORE', KEYS[1], id) then
-  return redis.call('SCARD', KEYS[3])
+local id, ts, json, maxItems, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local out = {}
+for i = 1, #KEYS, 3 do
+  local inbox, items, unread = KEYS[i], KEYS[i + 1], KEYS[i + 2]
+  if not redis.call('ZSCORE', inbox, id) then
+    redis.call('ZADD', inbox, ts, id)
+    redis.call('HSET', items, id, json)
+    redis.call('SADD', unread, id)
+    local excess = redis.call('ZCARD', inbox) - maxItems
+    while excess > 0 do
+      local n = math.min(excess, 500)
+      local old = redis.call('ZRANGE', inbox, 0, n - 1)
+      redis.call('ZREMRANGEBYRANK', inbox, 0, n - 1)
+      redis.call('HDEL', items, unpack(old))
+      redis.call('SREM', unread, unpack(old))
+      excess = excess - n
+    end
+    redis.call('EXPIRE', inbox, ttl)
+    redis.call('EXPIRE', items, ttl)
+    redis.call('EXPIRE', unread, ttl)
+  end
+  out[#out + 1] = redis.call('SCARD', unread)
 end
-redis.call('ZADD', KEYS[1], ARGV[2], id)
-redis.call('HSET', KEYS[2], id, ARGV[3])
-redis.call('SADD', KEYS[3], id)
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
-while excess > 0 do
-  local n = math.min(excess, 500)
-  local old = redis.call('ZRANGE', KEYS[1], 0, n - 1)
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - 1)
-  redis.call('HDEL', KEYS[2], unpack(old))
-  redis.call('SREM', KEYS[3], unpack(old))
-  excess = excess - n
-end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-return redis.call('SCARD', KEYS[3])
+return out
 `;
+
+/** Users per call of the add script: bounds how long one call holds Redis. */
+const ADD_BATCH = 250;
 
 /**
  * KEYS: inbox zset, items hash, unread set. ARGV: max score ('+inf' or the cursor's), number of
@@ -112,16 +120,8 @@ return result
 const ADD = 'switchboardInboxAdd';
 const LIST = 'switchboardInboxList';
 
-type AddCommand = (
-  inbox: string,
-  items: string,
-  unread: string,
-  id: string,
-  ts: number,
-  json: string,
-  maxItems: number,
-  ttlSec: number,
-) => unknown;
+/** numKeys, then (inbox, items, unread) per user, then id, ts, json, maxItems, ttlSec. */
+type AddCommand = (numKeys: number, ...args: (string | number)[]) => Promise<number[]>;
 type ListCommand = (
   inbox: string,
   items: string,
@@ -178,7 +178,7 @@ export class InboxStore {
     if (!Number.isInteger(maxItems) || maxItems < 1) throw new RangeError('InboxStore: maxItems must be a positive integer');
     if (!Number.isInteger(ttlSec) || ttlSec < 1) throw new RangeError('InboxStore: ttlSec must be a positive integer');
     const commands = redis as unknown as Partial<WithInboxCommands>;
-    if (typeof commands[ADD] !== 'function') redis.defineCommand(ADD, { numberOfKeys: 3, lua: ADD_LUA });
+    if (typeof commands[ADD] !== 'function') redis.defineCommand(ADD, { lua: ADD_LUA });
     if (typeof commands[LIST] !== 'function') redis.defineCommand(LIST, { numberOfKeys: 3, lua: LIST_LUA });
   }
 
@@ -192,13 +192,18 @@ export class InboxStore {
     if (!Number.isSafeInteger(n.ts) || n.ts < 0) throw new SwitchboardError('INVALID_PAYLOAD', '/ts: expected ms since the epoch');
     const json = JSON.stringify(stored(n));
     const { maxItems, ttlSec } = this.limits;
-    const pipeline = this.redis.pipeline();
-    const withCommands = pipeline as unknown as WithInboxCommands;
-    for (const userId of userIds) {
-      const k = this.userKeys(userId);
-      withCommands[ADD](k.inbox, k.items, k.unread, n.id, n.ts, json, maxItems, ttlSec);
+    const commands = this.redis as unknown as WithInboxCommands;
+    const calls: Promise<number[]>[] = [];
+    for (let i = 0; i < userIds.length; i += ADD_BATCH) {
+      const keys: string[] = [];
+      for (const userId of userIds.slice(i, i + ADD_BATCH)) {
+        const k = this.userKeys(userId);
+        keys.push(k.inbox, k.items, k.unread);
+      }
+      // sent together on one connection: one round trip however many batches
+      calls.push(commands[ADD](keys.length, ...keys, n.id, n.ts, json, maxItems, ttlSec));
     }
-    return results(await pipeline.exec()).map(Number);
+    return (await Promise.all(calls)).flat().map(Number);
   }
 
   /** A page of a user's inbox, newest first, with the unread count. */

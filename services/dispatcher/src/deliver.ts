@@ -48,6 +48,11 @@ export interface DeliverDeps {
   publisher: Pick<Redis, 'ping'>;
   emitter: Emitter<ServerToClientEvents>;
   inbox: InboxStore;
+  /**
+   * The inbox writes and the publishes share one connection, so Redis runs them in the order
+   * they are sent: the inbox write need not be awaited before the publish goes out.
+   */
+  sameConnection: boolean;
 }
 
 /**
@@ -67,10 +72,13 @@ export async function deliver(deps: DeliverDeps, job: Job<unknown>): Promise<Del
   const target = targetKind(data);
   let stored = 0;
 
+  let storing: Promise<unknown> | undefined;
   if ('userId' in to || 'userIds' in to) {
     const userIds = 'userId' in to ? [to.userId] : [...new Set(to.userIds)];
     if (data.persist ?? true) {
-      await deps.inbox.add(userIds, notification);
+      // Stored before it is published, so a client that lists its inbox on receipt finds it.
+      storing = deps.inbox.add(userIds, notification);
+      if (!deps.sameConnection) await storing;
       stored = userIds.length;
     }
     const rooms = userIds.map(userRoom);
@@ -82,6 +90,7 @@ export async function deliver(deps: DeliverDeps, job: Job<unknown>): Promise<Del
   }
   // The emitter publishes without reporting back. Redis answers commands of one connection in
   // order, so this reply means the publish above was executed: only then is the job done.
-  await deps.publisher.ping();
+  // With one connection, the inbox write, the publish and this ping cost one round trip.
+  await Promise.all([storing, deps.publisher.ping()]);
   return { notification, target, stored };
 }

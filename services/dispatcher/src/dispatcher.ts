@@ -59,7 +59,9 @@ const READY_TIMEOUT_MS = 1000;
 export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig, hooks: DispatcherHooks = {}): Dispatcher {
   const { logger } = deps;
   const inbox = new InboxStore(deps.redis, keys(config.keyPrefix), config.inbox);
-  const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: deps.redis, prefix: config.keyPrefix });
+  // On the worker's connection, which holds BullMQ's scripts already: the delivery client stays
+  // free of them (ioredis copies every script of a client into each of its pipelines).
+  const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: deps.connection, prefix: config.keyPrefix });
   const metrics = createDispatcherMetrics(deps.registry, queue);
   const publisher = isPinger(deps.emitter.redisClient) ? deps.emitter.redisClient : deps.redis;
   const warn = throttled(logger, 5000);
@@ -69,7 +71,7 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
     async (job: Job<unknown>) => {
       const stop = metrics.jobDuration.startTimer();
       try {
-        const delivery = await deliver({ publisher, emitter: deps.emitter, inbox }, job);
+        const delivery = await deliver({ publisher, emitter: deps.emitter, inbox, sameConnection: publisher === deps.redis }, job);
         const due = job.timestamp + (job.opts.delay ?? 0);
         metrics.deliveryLatency.observe(Math.max(0, Date.now() - due) / 1000);
         logger.debug(

@@ -19,7 +19,7 @@ const logger = createLogger({ service: 'dispatcher', level: config.logLevel, pod
 const registry = createRegistry('dispatcher', config.podId);
 // Both wait out a Redis outage instead of failing commands; the watchdog bounds how long.
 const connection = createRedis(config.redisUrl, 'dispatcher-worker', logger, { maxRetriesPerRequest: null });
-const redis = createRedis(config.redisUrl, 'dispatcher', logger, { maxRetriesPerRequest: null });
+const redis = createRedis(config.redisUrl, 'dispatcher', logger, { maxRetriesPerRequest: null, enableAutoPipelining: true });
 const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(config.keyPrefix) });
 
 const dispatcher = createDispatcher({ connection, redis, emitter, logger, registry }, config, {
