@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startCluster, startRedis, type Cluster, type RedisHandle } from '@switchboard/testkit';
+import { collect, eventually, startCluster, startRedis, waitFor, type Cluster, type RedisHandle } from '@switchboard/testkit';
 
 describe('when Redis goes away', () => {
   let redis: RedisHandle;
@@ -32,8 +32,16 @@ describe('when Redis goes away', () => {
     await eventually(async () => (await fetch(`${g.url}/readyz`)).status === 200, { timeoutMs: 10_000 });
     // the restarted Redis is empty: the pod notices at its next heartbeat and registers its sockets again
     await eventually(async () => (await cluster.redis.scard(`${cluster.keyPrefix}:reg:user:outage-user:sockets`)) === 1, { timeoutMs: 10_000 });
+    // the failed join changed nothing: c is not in public:o2 until it joins again
+    const other = await cluster.connect('newcomer');
+    expect((await other.emitWithAck('room:join', { room: 'public:o2' })).ok).toBe(true);
+    const seen = collect(c, 'room:message');
+    await other.emitWithAck('room:publish', { room: 'public:o2', data: 'before' });
     await eventually(async () => (await c.emitWithAck('room:join', { room: 'public:o2' })).ok, { timeoutMs: 10_000 });
-    expect((await cluster.connect('newcomer')).session.userId).toBe('newcomer');
+    const after = waitFor(c, 'room:message');
+    await other.emitWithAck('room:publish', { room: 'public:o2', data: 'after' });
+    expect((await after).data).toBe('after');
+    expect(seen.map((m) => m.data)).toEqual(['after']);
     expect(c.connected).toBe(true);
   });
 });

@@ -56,10 +56,16 @@ export function createRoomHandlers(ctx: GatewayContext) {
         if (state.rooms.size >= config.limits.maxRoomsPerSocket) {
           throw new SwitchboardError('LIMIT_EXCEEDED', `At most ${config.limits.maxRoomsPerSocket} rooms per connection`);
         }
-        state.rooms.add(room);
+        state.rooms.add(room); // reserved now, so concurrent joins cannot pass the limit
+        let change;
+        try {
+          await state.registered;
+          change = await registry.join(socket.id, room);
+        } catch (err) {
+          state.rooms.delete(room); // a failed join changes nothing
+          throw err;
+        }
         void socket.join(room);
-        await state.registered;
-        const change = await registry.join(socket.id, room);
         members = change.members;
         if (change.userChanged) {
           socket.to(room).emit('room:member_joined', { room, userId: data.userId, ...(data.name ? { name: data.name } : {}) });
@@ -71,10 +77,11 @@ export function createRoomHandlers(ctx: GatewayContext) {
 
     'room:leave': async ({ socket, data, state }, { room }) => {
       if (roomKind(room) === 'user') throw forbidden('User rooms cannot be left');
-      if (!state.rooms.delete(room)) return { room };
-      void socket.leave(room);
+      if (!state.rooms.has(room)) return { room };
       await state.registered;
-      const change = await registry.leave(socket.id, room);
+      const change = await registry.leave(socket.id, room); // a failed leave changes nothing
+      state.rooms.delete(room);
+      void socket.leave(room);
       if (change.userChanged) socket.to(room).emit('room:member_left', { room, userId: data.userId });
       return { room };
     },
