@@ -22,6 +22,7 @@ describe('when Redis goes away', () => {
     await redis.kill!();
     const ack = await c.emitWithAck('room:join', { room: 'public:o2' });
     expect(ack).toEqual({ ok: false, error: { code: 'UNAVAILABLE', message: 'Temporarily unavailable, retry later' } });
+    expect((await c.emitWithAck('presence:watch', { userIds: ['w1', 'w2'] })).ok).toBe(false);
     expect((await c.emitWithAck('session:ping', {})).ok).toBe(true); // what needs no Redis still works
     await eventually(async () => (await fetch(`${g.url}/readyz`)).status === 503);
     expect((await fetch(`${g.url}/healthz`)).status).toBe(200);
@@ -42,6 +43,14 @@ describe('when Redis goes away', () => {
     await other.emitWithAck('room:publish', { room: 'public:o2', data: 'after' });
     expect((await after).data).toBe('after');
     expect(seen.map((m) => m.data)).toEqual(['after']);
+    // the failed watch left nothing behind: w1 coming online is not sent to c
+    const changes = collect(c, 'presence:changed');
+    await cluster.connect('w1');
+    expect((await c.emitWithAck('presence:watch', { userIds: ['w2'] })).ok).toBe(true);
+    const w2 = waitFor(c, 'presence:changed');
+    await cluster.connect('w2');
+    expect((await w2).userId).toBe('w2');
+    expect(changes.map((x) => x.userId)).toEqual(['w2']);
     expect(c.connected).toBe(true);
   });
 });

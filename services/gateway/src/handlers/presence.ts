@@ -25,9 +25,18 @@ export function createPresenceHandlers(ctx: GatewayContext) {
           watching: state.watched.size,
         });
       }
+      // Watch first, then read, so no change falls between the read and the watch.
       for (const id of added) state.watched.add(id);
       if (added.length) void socket.join(added.map(presenceRoom));
-      return { presence: await readModel.presence(ids) };
+      try {
+        return { presence: await readModel.presence(ids) };
+      } catch (err) {
+        for (const id of added) {
+          state.watched.delete(id); // a failed watch changes nothing
+          void socket.leave(presenceRoom(id));
+        }
+        throw err;
+      }
     },
 
     'presence:unwatch': ({ socket, state }, { userIds }) => {
