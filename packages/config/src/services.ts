@@ -7,7 +7,7 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 
 const Common = {
   REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
-  KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', default: DEFAULT_KEY_PREFIX }),
+  KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9._:{}-]{1,64}$', default: DEFAULT_KEY_PREFIX }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },

@@ -63,5 +63,6 @@ describe('environment validation', () => {
     expect(c.jwt.publicKey).toBe('-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----');
     expect(c.corsOrigins).toEqual(['https://a.example', 'http://localhost:8090']);
     expect(loadGatewayConfig({ JWT_SECRET: secret, CORS_ORIGINS: '*' }).corsOrigins).toBe('*');
+    expect(loadGatewayConfig({ JWT_SECRET: secret, KEY_PREFIX: '{app}:v2' }).keyPrefix).toBe('{app}:v2');
   });
 });
