@@ -9,7 +9,8 @@
 //   report  {}        -> { received, unique, dups, foreign, firstAt, lastAt, hist, cpuMs, disconnects }
 //   close   {}        disconnect everything, then exit
 import { io } from 'socket.io-client';
-import { now, withDeadline } from './clock.mjs';
+import { now } from './clock.mjs';
+import { serveParent } from './worker-ipc.mjs';
 import { Histogram } from './histogram.mjs';
 import { mintToken } from './tokens.mjs';
 
@@ -132,16 +133,4 @@ const handlers = {
   close,
 };
 
-process.on('message', async (msg) => {
-  const handler = handlers[msg?.type];
-  if (!handler) return;
-  try {
-    const result = await withDeadline(Promise.resolve(handler(msg.args ?? {})), 60_000, msg.type);
-    process.send?.({ id: msg.id, ok: true, result });
-  } catch (err) {
-    process.send?.({ id: msg.id, ok: false, error: err?.message ?? String(err) });
-  }
-});
-
-// The parent went away (crash, SIGKILL): do not linger.
-process.on('disconnect', () => process.exit(0));
+serveParent(handlers, 60_000);

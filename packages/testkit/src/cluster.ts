@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Emitter } from '@socket.io/redis-emitter';
@@ -18,6 +17,7 @@ import {
   type SessionReady,
 } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
+import { deleteKeys, randomKeyPrefix } from './prefix.js';
 import { freePort } from './redis.js';
 import { mintToken, TEST_JWT_SECRET, type TokenClaims } from './tokens.js';
 import { eventually } from './wait.js';
@@ -96,7 +96,7 @@ const GATEWAY_MAIN = join(dirname(createRequire(import.meta.url).resolve('@switc
  * tests. Each cluster uses its own key prefix, so clusters of parallel test files never meet.
  */
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
-  const keyPrefix = options.keyPrefix ?? `t${randomUUID().slice(0, 8)}`;
+  const keyPrefix = options.keyPrefix ?? randomKeyPrefix();
   const secret = TEST_JWT_SECRET;
   const redis = new Redis(options.redisUrl);
   redis.on('error', () => {});
@@ -277,9 +277,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     async stop() {
       for (const c of clients) c.close();
       await Promise.allSettled(gateways.map((g) => g.stop()));
-      // leave no keys behind in the shared Redis
-      const stream = redis.scanStream({ match: `${keyPrefix}:*`, count: 500 });
-      for await (const batch of stream as AsyncIterable<string[]>) if (batch.length) await redis.unlink(...batch);
+      await deleteKeys(redis, keyPrefix); // leave no keys behind in the shared Redis
       redis.disconnect();
     },
   };

@@ -1,5 +1,6 @@
 export * from './cluster.js';
 export * from './haproxy.js';
+export * from './prefix.js';
 export * from './redis.js';
 export * from './tokens.js';
 export * from './wait.js';

@@ -45,8 +45,14 @@ export function collect(source: unknown, event: string): unknown[] {
   return seen;
 }
 
-/** Polls `check` until it returns a truthy value (returned) or the deadline passes (throws its last error). */
-export async function eventually<T>(check: () => T | Promise<T>, { timeoutMs = 5000, intervalMs = 25 } = {}): Promise<NonNullable<T>> {
+/**
+ * Polls `check` until it returns a truthy value (returned) or the deadline passes (throws its
+ * last error, naming `what`).
+ */
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  { timeoutMs = 10_000, intervalMs = 25, what = 'condition' } = {},
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -58,7 +64,7 @@ export async function eventually<T>(check: () => T | Promise<T>, { timeoutMs = 5
       last = err;
     }
     if (Date.now() > deadline) {
-      throw last instanceof Error ? new Error(`eventually: ${last.message} after ${timeoutMs} ms`) : last;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${last instanceof Error ? last.message : String(last)}`);
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }

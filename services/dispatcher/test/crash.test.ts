@@ -4,7 +4,8 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { createProducer, type Producer } from '@switchboard/producer';
 import { NOTIFICATIONS_QUEUE, type NotificationJob } from '@switchboard/protocol';
 import { keys } from '@switchboard/store';
-import { deleteKeys, randomPrefix, spawnDispatcher, waitUntil, type DispatcherProcess } from './helpers.js';
+import { deleteKeys, eventually, randomKeyPrefix } from '@switchboard/testkit';
+import { spawnDispatcher, type DispatcherProcess } from './helpers.js';
 
 const JOBS = 4000;
 const USERS = Array.from({ length: 25 }, (_, i) => `crash-user-${i}`);
@@ -17,7 +18,7 @@ describe('a dispatcher killed with SIGKILL while processing', () => {
 
   it('loses no job: a new dispatcher finishes them all, one inbox entry per id', { timeout: 60_000 }, async () => {
     const redisUrl = inject('redisUrl');
-    const prefix = randomPrefix();
+    const prefix = randomKeyPrefix();
     const redis = new Redis(redisUrl);
     redis.on('error', () => {});
     const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: redis, prefix });
@@ -46,7 +47,7 @@ describe('a dispatcher killed with SIGKILL while processing', () => {
     };
     const first: DispatcherProcess = spawnDispatcher(env);
     cleanup.push(() => first.kill());
-    await waitUntil(async () => (await queue.getCompletedCount()) >= JOBS / 10, {
+    await eventually(async () => (await queue.getCompletedCount()) >= JOBS / 10, {
       intervalMs: 5,
       what: 'the first dispatcher to make progress',
     });
@@ -60,7 +61,7 @@ describe('a dispatcher killed with SIGKILL while processing', () => {
 
     const second = spawnDispatcher(env);
     cleanup.push(() => second.kill());
-    await waitUntil(async () => (await queue.getCompletedCount()) === JOBS, {
+    await eventually(async () => (await queue.getCompletedCount()) === JOBS, {
       timeoutMs: 40_000,
       intervalMs: 50,
       what: `all ${JOBS} jobs completed`,

@@ -6,20 +6,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { createProducer, type Producer } from '@switchboard/producer';
 import { ioKey, NOTIFICATIONS_QUEUE, type Notification, type ServerToClientEvents } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
-import {
-  connect,
-  deleteKeys,
-  primeClients,
-  randomPrefix,
-  startDispatcher,
-  startIoServer,
-  waitUntil,
-  type InProcessDispatcher,
-  type IoServer,
-  type TestClient,
-} from './helpers.js';
+import { deleteKeys, eventually, randomKeyPrefix } from '@switchboard/testkit';
+import { connect, primeClients, startDispatcher, startIoServer, type InProcessDispatcher, type IoServer, type TestClient } from './helpers.js';
 
-const prefix = randomPrefix();
+const prefix = randomKeyPrefix();
 let redisUrl: string;
 let redis: Redis;
 let serverA: IoServer;
@@ -84,7 +74,7 @@ async function marker(all: readonly TestClient[]): Promise<void> {
 const byId = (id: string) => (n: Notification) => n.id === id;
 
 async function completed(jobIds: readonly string[]): Promise<void> {
-  await waitUntil(
+  await eventually(
     async () => {
       const states = await Promise.all(jobIds.map(async (id) => (await plain.getJob(id))?.getState()));
       return states.every((s) => s === 'completed');
@@ -213,7 +203,7 @@ describe('dispatcher delivery', () => {
     const [ned] = users(1);
     const [onNed] = await clientsOn([serverA, { userId: ned }]);
     const bad = await plain.add('n', { to: { userId: 'not valid!' }, type: 'x' }, { attempts: 5, backoff: 10 });
-    const failed = await waitUntil(async () => ((await bad.getState()) === 'failed' ? plain.getJob(bad.id!) : undefined), {
+    const failed = await eventually(async () => ((await bad.getState()) === 'failed' ? plain.getJob(bad.id!) : undefined), {
       what: 'invalid job failed',
     });
     expect(failed.failedReason).toMatch(/^\/to/);
@@ -235,7 +225,7 @@ describe('dispatcher delivery', () => {
       attempts: 5,
       backoff: { type: 'exponential', delay: 200 },
     });
-    const retrying = await waitUntil(async () => {
+    const retrying = await eventually(async () => {
       const j = await plain.getJob(job.id!);
       return j && j.attemptsMade >= 1 ? j : undefined;
     }, { what: 'a failed attempt' });

@@ -21,36 +21,6 @@ import {
 } from '@switchboard/protocol';
 import { closeRedis } from '@switchboard/store';
 import { createDispatcher, type Dispatcher } from '../src/index.js';
-import type {} from '@switchboard/testkit';
-
-export function randomPrefix(): string {
-  return `t${randomUUID().slice(0, 8)}`;
-}
-
-/** Polls `check` until it returns a truthy value, which is returned; throws at the deadline. */
-export async function waitUntil<T>(
-  check: () => T | Promise<T>,
-  { timeoutMs = 10_000, intervalMs = 20, what = 'condition' } = {},
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/** Deletes every key under a prefix. */
-export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  for (let i = 0; i < 10_000; i++) {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (found.length) await redis.del(...found);
-    cursor = next;
-    if (cursor === '0') return;
-  }
-}
 
 // ---- Socket.IO servers standing in for gateway pods ----
 

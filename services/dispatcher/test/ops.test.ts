@@ -3,7 +3,8 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { deleteKeys, randomPrefix, spawnDispatcher, startDispatcher, waitUntil } from './helpers.js';
+import { deleteKeys, eventually, randomKeyPrefix } from '@switchboard/testkit';
+import { spawnDispatcher, startDispatcher } from './helpers.js';
 
 /** Runs `promtool check metrics` on an exposition body. */
 function promtool(body: string): Promise<{ code: number | null; output: string }> {
@@ -26,7 +27,7 @@ describe('operations', () => {
 
   it('serves /healthz, /readyz and /metrics that pass promtool, then shuts down on SIGTERM', async () => {
     const redisUrl = inject('redisUrl');
-    const prefix = randomPrefix();
+    const prefix = randomKeyPrefix();
     const redis = new Redis(redisUrl);
     redis.on('error', () => {});
     const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: redis, prefix });
@@ -39,7 +40,7 @@ describe('operations', () => {
 
     const proc = spawnDispatcher({ REDIS_URL: redisUrl, KEY_PREFIX: prefix, LOG_LEVEL: 'info' });
     cleanup.push(() => proc.kill());
-    const started = await waitUntil(() => proc.logs().find((l) => l.msg === 'dispatcher started'), {
+    const started = await eventually(() => proc.logs().find((l) => l.msg === 'dispatcher started'), {
       what: 'the dispatcher to log its start',
     });
     expect(started).toMatchObject({ service: 'dispatcher', level: 30 });
@@ -47,7 +48,7 @@ describe('operations', () => {
 
     const ok = await queue.add('n', { to: { userId: 'ops-user' }, type: 'ops.ok', title: 'secret-title' });
     const bad = await queue.add('n', { to: { userId: 'bad id' }, type: 'ops.bad' });
-    await waitUntil(async () => (await ok.getState()) === 'completed' && (await bad.getState()) === 'failed', {
+    await eventually(async () => (await ok.getState()) === 'completed' && (await bad.getState()) === 'failed', {
       what: 'both jobs processed',
     });
 
@@ -82,10 +83,10 @@ describe('operations', () => {
 
   it('is not ready once closing, and closes within the shutdown timeout', async () => {
     const redisUrl = inject('redisUrl');
-    const prefix = randomPrefix();
+    const prefix = randomKeyPrefix();
     const d = await startDispatcher(redisUrl, prefix, { SHUTDOWN_TIMEOUT_MS: '2000' });
     const base = `http://127.0.0.1:${d.dispatcher.opsPort!}`;
-    await waitUntil(async () => (await fetch(`${base}/readyz`)).status === 200, { what: 'readiness' });
+    await eventually(async () => (await fetch(`${base}/readyz`)).status === 200, { what: 'readiness' });
     const began = Date.now();
     const closing = d.close();
     expect(await d.dispatcher.ready()).toBe(false);
@@ -94,7 +95,7 @@ describe('operations', () => {
   });
 
   it('refuses an invalid environment with a message naming the variable', async () => {
-    const proc = spawnDispatcher({ REDIS_URL: 'http://nope', KEY_PREFIX: randomPrefix() });
+    const proc = spawnDispatcher({ REDIS_URL: 'http://nope', KEY_PREFIX: randomKeyPrefix() });
     cleanup.push(() => proc.kill());
     const exit = await proc.exited;
     expect(exit.code).toBe(1);

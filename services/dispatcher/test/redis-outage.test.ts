@@ -5,8 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createProducer } from '@switchboard/producer';
 import { ioKey, NOTIFICATIONS_QUEUE, SwitchboardError, type ServerToClientEvents } from '@switchboard/protocol';
 import { keys } from '@switchboard/store';
-import { startRedis } from '@switchboard/testkit';
-import { connect, primeClients, randomPrefix, spawnDispatcher, startIoServer, waitUntil } from './helpers.js';
+import { eventually, randomKeyPrefix, startRedis } from '@switchboard/testkit';
+import { connect, primeClients, spawnDispatcher, startIoServer } from './helpers.js';
 
 describe('Redis outages', () => {
   const cleanup: Array<() => Promise<unknown>> = [];
@@ -17,7 +17,7 @@ describe('Redis outages', () => {
   it('a dispatcher process rides out a Redis restart: every job is stored and later ones delivered', { timeout: 60_000 }, async () => {
     const server = await startRedis({ fresh: true, appendonly: true });
     cleanup.push(() => server.stop());
-    const prefix = randomPrefix();
+    const prefix = randomKeyPrefix();
     const user = 'outage-user';
 
     const io = await startIoServer(server.url, prefix);
@@ -64,7 +64,7 @@ describe('Redis outages', () => {
     const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: redis, prefix });
     queue.on('error', () => {});
     cleanup.push(() => queue.close());
-    await waitUntil(async () => (await queue.getCompletedCount()) === total, {
+    await eventually(async () => (await queue.getCompletedCount()) === total, {
       timeoutMs: 30_000,
       intervalMs: 50,
       what: 'every job completed after the restart',
@@ -85,7 +85,7 @@ describe('Redis outages', () => {
   it('the watchdog exits the process non-zero when Redis stays down too long', { timeout: 30_000 }, async () => {
     const server = await startRedis({ fresh: true, appendonly: true });
     cleanup.push(() => server.stop());
-    const prefix = randomPrefix();
+    const prefix = randomKeyPrefix();
     const dispatcher = spawnDispatcher({ REDIS_URL: server.url, KEY_PREFIX: prefix, REDIS_DOWN_EXIT_MS: '1000' });
     cleanup.push(() => dispatcher.kill());
 
@@ -96,7 +96,7 @@ describe('Redis outages', () => {
     queue.on('error', () => {});
     cleanup.push(() => queue.close());
     const job = await queue.add('n', { to: { broadcast: true }, type: 'ping' });
-    await waitUntil(async () => (await job.getState()) === 'completed', { what: 'the dispatcher to be working' });
+    await eventually(async () => (await job.getState()) === 'completed', { what: 'the dispatcher to be working' });
 
     await server.kill!();
     const downAt = Date.now();
