@@ -1,8 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, inject, it } from 'vitest';
-import { freePort, startRedis, type RedisHandle } from '@switchboard/testkit';
+import { freePort, randomKeyPrefix, type RedisHandle, startRedis } from '@switchboard/testkit';
 import { NOTIFICATIONS_QUEUE, SwitchboardError, type NotificationJob } from '@switchboard/protocol';
 import { createProducer, RECOMMENDED_JOB_OPTIONS, type Producer, type ProducerOptions } from '../src/index.js';
 
@@ -12,7 +11,7 @@ declare module 'vitest' {
   }
 }
 
-const filePrefix = `t${randomUUID().slice(0, 8)}`;
+const filePrefix = randomKeyPrefix();
 let redisUrl: string;
 let redis: Redis;
 const open: Array<{ close(): Promise<unknown> }> = [];

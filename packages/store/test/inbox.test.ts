@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { randomKeyPrefix } from '@switchboard/testkit';
 import { SwitchboardError, type Notification } from '@switchboard/protocol';
 import { InboxStore } from '../src/inbox.js';
 import { keys } from '../src/keys.js';
@@ -11,7 +12,7 @@ declare module 'vitest' {
   }
 }
 
-const prefix = `t${randomUUID().slice(0, 8)}`;
+const prefix = randomKeyPrefix();
 const k = keys(prefix);
 let redis: Redis;
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NOTIFICATION_DATA_MAX_BYTES } from '@switchboard/protocol';
-import { collect, eventually, freePort, startCluster, waitFor, type Cluster, type TestClient } from '@switchboard/testkit';
+import { type Cluster, collect, eventually, freePort, randomKeyPrefix, startCluster, type TestClient, waitFor } from '@switchboard/testkit';
 import { schemas } from '../src/index.js';
 import { assertShape, startAdmin, startDispatcher, type ErrorAnswer, type TestAdmin, type TestDispatcher } from './helpers.js';
 
@@ -147,7 +147,7 @@ describe('server-side publish and notifications', () => {
 describe('admin with Redis down', () => {
   it('answers 503 UNAVAILABLE for notifications and reads, and /readyz says not ready', async () => {
     const deadUrl = `redis://127.0.0.1:${await freePort()}`;
-    const admin = await startAdmin({ redisUrl: deadUrl, keyPrefix: `t${randomUUID().slice(0, 8)}` });
+    const admin = await startAdmin({ redisUrl: deadUrl, keyPrefix: randomKeyPrefix() });
     try {
       const ready = await admin.call('GET', '/readyz', { auth: null });
       expect(ready).toMatchObject({ status: 503, body: { status: 'not ready' } });
