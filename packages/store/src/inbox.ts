@@ -26,17 +26,24 @@ export interface InboxListQuery {
 }
 
 /**
- * KEYS: (inbox zset, items hash, unread set) for each user. ARGV: id, ts, json, maxItems, ttlSec.
- * A known id changes nothing for that user. Returns each user's unread count after the write.
- * One call serves many users, so a fan-out pays the script call once per batch, not per user.
+ * Stores notifications in user inboxes and publishes them, many in one call.
+ * KEYS: (inbox zset, items hash, unread set) for each user of each entry, in order.
+ * ARGV: maxItems, ttlSec, then per entry: number of users, id, ts, json, channel, message
+ * (channel '' when the entry publishes nothing).
+ * A known id changes nothing for that user. An entry publishes only once its users' inboxes are
+ * written, so a notification is never published before it is stored. Each entry runs on its own:
+ * one that fails (a key of another type, say) leaves the others alone.
+ * Returns per entry 1, or a string 'ERR <reason>'.
+ *
+ * The three keys of a user always get their TTL together, so when the unread set's TTL is still
+ * the full `ttlSec` (refreshed less than a second ago) the refresh is skipped. The unread set is
+ * the one checked because it is the key that can disappear on its own (all read) and come back
+ * without a TTL.
  */
 const ADD_LUA = `
-local id, ts, json, maxItems, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local out = {}
-for i = 1, #KEYS, 3 do
-  local inbox, items, unread = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-  if not redis.call('ZSCORE', inbox, id) then
-    redis.call('ZADD', inbox, ts, id)
+local maxItems, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function store(inbox, items, unread, id, ts, json)
+  if redis.call('ZADD', inbox, 'NX', ts, id) == 1 then
     redis.call('HSET', items, id, json)
     redis.call('SADD', unread, id)
     local excess = redis.call('ZCARD', inbox) - maxItems
@@ -48,17 +55,39 @@ for i = 1, #KEYS, 3 do
       redis.call('SREM', unread, unpack(old))
       excess = excess - n
     end
-    redis.call('EXPIRE', inbox, ttl)
-    redis.call('EXPIRE', items, ttl)
-    redis.call('EXPIRE', unread, ttl)
+    if redis.call('TTL', unread) ~= ttl then
+      redis.call('EXPIRE', inbox, ttl)
+      redis.call('EXPIRE', items, ttl)
+      redis.call('EXPIRE', unread, ttl)
+    end
   end
-  out[#out + 1] = redis.call('SCARD', unread)
+end
+local function deliver(k, users, id, ts, json, channel, message)
+  for i = k, k + users * 3 - 1, 3 do
+    store(KEYS[i], KEYS[i + 1], KEYS[i + 2], id, ts, json)
+  end
+  if channel ~= '' then redis.call('PUBLISH', channel, message) end
+end
+local out = {}
+local k = 1
+for a = 3, #ARGV, 6 do
+  local users = tonumber(ARGV[a])
+  local ok, err = pcall(deliver, k, users, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+  if ok then
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 'ERR ' .. tostring(type(err) == 'table' and err.err or err)
+  end
+  k = k + users * 3
 end
 return out
 `;
 
-/** Users per call of the add script: bounds how long one call holds Redis. */
-const ADD_BATCH = 250;
+/**
+ * Users per call of the add script: bounds how long one call holds Redis (about 3 ms for a full
+ * batch). A job reaches at most 1,000 users (SPEC §6), so each job is one call.
+ */
+export const ADD_BATCH = 1000;
 
 /**
  * KEYS: inbox zset, items hash, unread set. ARGV: max score ('+inf' or the cursor's), number of
@@ -120,8 +149,8 @@ return result
 const ADD = 'switchboardInboxAdd';
 const LIST = 'switchboardInboxList';
 
-/** numKeys, then (inbox, items, unread) per user, then id, ts, json, maxItems, ttlSec. */
-type AddCommand = (numKeys: number, ...args: (string | number)[]) => Promise<number[]>;
+/** numKeys, the keys, maxItems, ttlSec, then (users, id, ts, json, channel, message) per entry. */
+type AddCommand = (numKeys: number, ...args: (string | number | Buffer)[]) => Promise<Array<number | string>>;
 type ListCommand = (
   inbox: string,
   items: string,
@@ -132,6 +161,24 @@ type ListCommand = (
   unreadOnly: '0' | '1',
 ) => Promise<Array<string | number>>;
 type WithInboxCommands = { [ADD]: AddCommand; [LIST]: ListCommand };
+
+/** A Redis PUBLISH: what the Socket.IO Redis emitter sends for one broadcast. */
+export interface Publication {
+  channel: string;
+  message: Buffer;
+}
+
+/** One notification to store for some users (none: publish only) and to publish once stored. */
+export interface InboxDelivery {
+  userIds: readonly string[];
+  notification: Notification;
+  publish?: Publication;
+}
+
+/** An inbox write that Redis refused (a key holding another type, out of memory…): nothing was published. */
+export class InboxWriteError extends Error {
+  override name = 'InboxWriteError';
+}
 
 const CURSOR_RE = /^([0-9]{1,16})\.([0-9]{1,9})$/;
 
@@ -183,27 +230,50 @@ export class InboxStore {
   }
 
   /**
-   * Stores one notification for many users in one round trip. Idempotent by notification id:
-   * storing an id a user already has changes nothing. Trims each inbox to `maxItems` (oldest
-   * out) and refreshes its TTL. Returns, per user, the unread count after the write.
+   * Stores one notification for many users. Idempotent by notification id: storing an id a user
+   * already has changes nothing. Trims each inbox to `maxItems` (oldest out) and refreshes its TTL.
+   *
+   * With `publish`, the publication goes out in the call that writes the last batch of users, once
+   * every batch before it succeeded: a failed write publishes nothing.
+   * Up to 250 users this is one script call and one round trip.
    */
-  async add(userIds: readonly string[], n: Notification): Promise<number[]> {
-    if (userIds.length === 0) return [];
-    if (!Number.isSafeInteger(n.ts) || n.ts < 0) throw new SwitchboardError('INVALID_PAYLOAD', '/ts: expected ms since the epoch');
-    const json = JSON.stringify(stored(n));
-    const { maxItems, ttlSec } = this.limits;
-    const commands = this.redis as unknown as WithInboxCommands;
-    const calls: Promise<number[]>[] = [];
-    for (let i = 0; i < userIds.length; i += ADD_BATCH) {
-      const keys: string[] = [];
-      for (const userId of userIds.slice(i, i + ADD_BATCH)) {
+  async add(userIds: readonly string[], n: Notification, publish?: Publication): Promise<void> {
+    const batches: InboxDelivery[] = [];
+    for (let i = 0; i < userIds.length; i += ADD_BATCH) batches.push({ userIds: userIds.slice(i, i + ADD_BATCH), notification: n });
+    const last = batches.pop() ?? { userIds: [], notification: n };
+    if (last.userIds.length === 0 && !publish) return;
+    const one = async (entry: InboxDelivery) => {
+      const [result] = await this.addMany([entry]);
+      if (result) throw result;
+    };
+    // sent together on one connection: one round trip however many batches
+    const head = batches.map(one);
+    if (publish) await Promise.all(head);
+    await Promise.all([...head, one(publish ? { ...last, publish } : last)]);
+  }
+
+  /**
+   * Several deliveries in one script call: each entry stores its notification for its users, then
+   * publishes it. Entries succeed or fail on their own: the result holds, per entry, nothing or the
+   * `InboxWriteError` of that entry. An entry's users should be few (at most 250 in all per call
+   * keeps one call short): larger audiences go through `add`.
+   */
+  async addMany(entries: readonly InboxDelivery[]): Promise<Array<InboxWriteError | undefined>> {
+    if (entries.length === 0) return [];
+    const keys: string[] = [];
+    const args: (string | number | Buffer)[] = [this.limits.maxItems, this.limits.ttlSec];
+    for (const { userIds, notification: n, publish } of entries) {
+      if (userIds.length > 0 && (!Number.isSafeInteger(n.ts) || n.ts < 0)) {
+        throw new SwitchboardError('INVALID_PAYLOAD', '/ts: expected ms since the epoch');
+      }
+      for (const userId of userIds) {
         const k = this.userKeys(userId);
         keys.push(k.inbox, k.items, k.unread);
       }
-      // sent together on one connection: one round trip however many batches
-      calls.push(commands[ADD](keys.length, ...keys, n.id, n.ts, json, maxItems, ttlSec));
+      args.push(userIds.length, n.id, n.ts, userIds.length > 0 ? JSON.stringify(stored(n)) : '', publish?.channel ?? '', publish?.message ?? '');
     }
-    return (await Promise.all(calls)).flat().map(Number);
+    const replies = await (this.redis as unknown as WithInboxCommands)[ADD](keys.length, ...keys, ...args);
+    return replies.map((r) => (typeof r === 'string' ? new InboxWriteError(r.replace(/^ERR /, '')) : undefined));
   }
 
   /** A page of a user's inbox, newest first, with the unread count. */

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { randomKeyPrefix } from '@switchboard/testkit';
+import { eventually, randomKeyPrefix } from '@switchboard/testkit';
 import { SwitchboardError, type Notification } from '@switchboard/protocol';
-import { InboxStore } from '../src/inbox.js';
+import { ADD_BATCH, InboxStore, InboxWriteError } from '../src/inbox.js';
 import { keys } from '../src/keys.js';
 
 declare module 'vitest' {
@@ -52,12 +52,12 @@ async function errorOf(p: Promise<unknown>): Promise<unknown> {
 }
 
 describe('InboxStore', () => {
-  it('stores one notification for many users and returns their unread counts', async () => {
+  it('stores one notification for many users', async () => {
     const store = new InboxStore(redis, k);
     const [a, b] = [user(), user()];
     await store.add([a], note('first', 1000));
-    const counts = await store.add([a, b], note('second', 2000, { title: 'Hi', body: 'there', data: { x: 1 } }));
-    expect(counts).toEqual([2, 1]);
+    await store.add([a, b], note('second', 2000, { title: 'Hi', body: 'there', data: { x: 1 } }));
+    expect([await store.unread(a), await store.unread(b)]).toEqual([2, 1]);
 
     const page = await store.list(a, {});
     expect(page).toEqual({
@@ -68,16 +68,20 @@ describe('InboxStore', () => {
       unread: 2,
     });
     expect(await store.unread(b)).toBe(1);
-    expect(await store.add([], note('none', 1))).toEqual([]);
+    await store.add([], note('none', 1));
+    expect(await store.unread(a)).toBe(2);
   });
 
   it('is idempotent by id: the same id again adds no entry and no unread', async () => {
     const store = new InboxStore(redis, k);
     const u = user();
-    expect(await store.add([u], note('same', 1000))).toEqual([1]);
-    expect(await store.add([u], note('same', 5000, { title: 'changed' }))).toEqual([1]);
+    await store.add([u], note('same', 1000));
+    expect(await store.unread(u)).toBe(1);
+    await store.add([u], note('same', 5000, { title: 'changed' }));
+    expect(await store.unread(u)).toBe(1);
     await store.markRead(u, ['same']);
-    expect(await store.add([u], note('same', 1000))).toEqual([0]);
+    await store.add([u], note('same', 1000));
+    expect(await store.unread(u)).toBe(0);
     const page = await store.list(u, {});
     expect(page.items).toEqual([{ id: 'same', type: 'test.note', ts: 1000, read: true }]);
     expect(await redis.zcard(k.inbox(u))).toBe(1);
@@ -188,9 +192,11 @@ describe('InboxStore', () => {
     const store = new InboxStore(redis, k, { maxItems: 3 });
     const u = user();
     await addSeries(store, u, 3);
-    expect(await store.add([u], note('n3', 1_700_000_000_003))).toEqual([3]);
+    await store.add([u], note('n3', 1_700_000_000_003));
+    expect(await store.unread(u)).toBe(3);
     await store.markRead(u, ['n3']);
-    expect(await store.add([u], note('n4', 1_700_000_000_004))).toEqual([2]);
+    await store.add([u], note('n4', 1_700_000_000_004));
+    expect(await store.unread(u)).toBe(2);
     const page = await store.list(u, {});
     expect(page.items.map((i) => i.id)).toEqual(['n4', 'n3', 'n2']);
     expect(page.unread).toBe(2);
@@ -198,7 +204,8 @@ describe('InboxStore', () => {
     expect(await redis.hlen(k.inboxItems(u))).toBe(3);
     expect((await redis.smembers(k.inboxUnread(u))).sort()).toEqual(['n2', 'n4']);
     // older than everything kept: stored and trimmed at once
-    expect(await store.add([u], note('ancient', 1))).toEqual([2]);
+    await store.add([u], note('ancient', 1));
+    expect(await store.unread(u)).toBe(2);
     expect(await redis.zscore(k.inbox(u), 'ancient')).toBeNull();
   });
 
@@ -215,7 +222,8 @@ describe('InboxStore', () => {
     await pipeline.exec();
     expect(await big.unread(u)).toBe(901);
     const small = new InboxStore(redis, k, { maxItems: 5 });
-    expect(await small.add([u], note('newest', 10_000))).toEqual([5]);
+    await small.add([u], note('newest', 10_000));
+    expect(await small.unread(u)).toBe(5);
     expect(await redis.zcard(k.inbox(u))).toBe(5);
     expect(await redis.hlen(k.inboxItems(u))).toBe(5);
   });
@@ -223,17 +231,90 @@ describe('InboxStore', () => {
   it('sets and refreshes the TTL of every inbox key', async () => {
     const store = new InboxStore(redis, k, { ttlSec: 1000 });
     const u = user();
+    const userKeys = [k.inbox(u), k.inboxItems(u), k.inboxUnread(u)];
+    const ttls = () => Promise.all(userKeys.map((key) => redis.ttl(key)));
     await store.add([u], note('a', 1));
-    for (const key of [k.inbox(u), k.inboxItems(u), k.inboxUnread(u)]) {
-      const ttl = await redis.ttl(key);
+    for (const ttl of await ttls()) {
       expect(ttl).toBeGreaterThan(990);
       expect(ttl).toBeLessThanOrEqual(1000);
     }
-    await redis.expire(k.inbox(u), 10);
-    await redis.expire(k.inboxItems(u), 10);
+    // time passes: the next notification refreshes all three
+    for (const key of userKeys) await redis.expire(key, 10);
     await store.add([u], note('b', 2));
-    expect(await redis.ttl(k.inbox(u))).toBeGreaterThan(990);
-    expect(await redis.ttl(k.inboxItems(u))).toBeGreaterThan(990);
+    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(990);
+    // everything read: the unread set is gone and comes back with the next notification, with a TTL
+    await store.markRead(u, 'all');
+    for (const key of userKeys.slice(0, 2)) await redis.expire(key, 10);
+    await store.add([u], note('c', 3));
+    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(990);
+    // a longer TTL configured later applies from the next notification
+    await new InboxStore(redis, k, { ttlSec: 5000 }).add([u], note('d', 4));
+    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(4990);
+  });
+
+  it('writes and publishes many deliveries in one call, each on its own', async () => {
+    const store = new InboxStore(redis, k);
+    const [a, b, c] = [user(), user(), user()];
+    const sub = redis.duplicate();
+    const channel = `${prefix}:test-channel`;
+    const got: string[] = [];
+    sub.on('messageBuffer', (_ch: Buffer, message: Buffer) => got.push(message.toString()));
+    await sub.subscribe(channel);
+    try {
+      // b's inbox is a key of another type: its entry fails, publishes nothing, and the others go through
+      await redis.set(k.inbox(b), 'not a zset');
+      const publish = (text: string) => ({ channel, message: Buffer.from(text) });
+      const results = await store.addMany([
+        { userIds: [a], notification: note('m1', 10), publish: publish('to-a') },
+        { userIds: [b], notification: note('m2', 20), publish: publish('to-b') },
+        { userIds: [], notification: note('m3', 30), publish: publish('room') },
+        { userIds: [a, c], notification: note('m4', 40) },
+      ]);
+      expect(results[0]).toBeUndefined();
+      expect(results[1]).toBeInstanceOf(InboxWriteError);
+      expect((results[1] as Error).message).toMatch(/WRONGTYPE/);
+      expect(results.slice(2)).toEqual([undefined, undefined]);
+      expect((await store.list(a, {})).items.map((i) => i.id)).toEqual(['m4', 'm1']);
+      expect((await store.list(c, {})).items.map((i) => i.id)).toEqual(['m4']);
+      expect(await redis.exists(k.inboxItems(b))).toBe(0);
+      await eventually(() => got.length >= 2, { what: 'both publications' });
+      expect(got).toEqual(['to-a', 'room']);
+      // add() throws the entry's error, and publishes nothing
+      await expect(store.add([b], note('m5', 50), publish('never'))).rejects.toBeInstanceOf(InboxWriteError);
+      await store.add([c], note('m6', 60), publish('last'));
+      await eventually(() => got.length >= 3, { what: 'the last publication' });
+      expect(got).toEqual(['to-a', 'room', 'last']);
+      expect(await store.addMany([])).toEqual([]);
+    } finally {
+      await sub.quit();
+    }
+  });
+
+  it('stores a large audience over several calls and publishes only once all of them succeeded', async () => {
+    const store = new InboxStore(redis, k);
+    const users = Array.from({ length: ADD_BATCH + 5 }, () => user());
+    const sub = redis.duplicate();
+    const channel = `${prefix}:big-channel`;
+    const got: string[] = [];
+    sub.on('messageBuffer', (_ch: Buffer, message: Buffer) => got.push(message.toString()));
+    await sub.subscribe(channel);
+    try {
+      // the first call fails (one user's key is of another type): the last call never publishes
+      await redis.set(k.inbox(users[0]!), 'not a zset');
+      const err = await errorOf(store.add(users, note('big', 1), { channel, message: Buffer.from('big') }));
+      expect(err).toBeInstanceOf(InboxWriteError);
+      await redis.publish(channel, 'marker');
+      await eventually(() => got.includes('marker'), { what: 'the marker' });
+      expect(got).toEqual(['marker']);
+
+      await redis.del(k.inbox(users[0]!));
+      await store.add(users, note('big', 1), { channel, message: Buffer.from('big') });
+      await eventually(() => got.length >= 2, { what: 'the publication' });
+      expect(got).toEqual(['marker', 'big']);
+      expect(await Promise.all([users[0]!, users[ADD_BATCH - 1]!, users[ADD_BATCH + 4]!].map((u) => store.unread(u)))).toEqual([1, 1, 1]);
+    } finally {
+      await sub.quit();
+    }
   });
 
   it('rejects a malformed cursor or limit as INVALID_PAYLOAD', async () => {

@@ -158,9 +158,8 @@ export async function startDispatcher(redisUrl: string, keyPrefix: string): Prom
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   connection.on('error', () => {});
   redis.on('error', () => {});
-  const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(keyPrefix) });
   const dispatcher = createDispatcher(
-    { connection, redis, emitter, logger: createLogger({ service: 'dispatcher', level: 'silent' }), registry: new Registry() },
+    { connection, redis, logger: createLogger({ service: 'dispatcher', level: 'silent' }), registry: new Registry() },
     config,
   );
   await dispatcher.start();

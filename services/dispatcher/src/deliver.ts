@@ -1,15 +1,13 @@
-import type { Emitter } from '@socket.io/redis-emitter';
 import type { Job } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
-import type { Redis } from 'ioredis';
 import {
   assertNotificationJob,
   userRoom,
   type Notification,
   type NotificationJob,
-  type ServerToClientEvents,
 } from '@switchboard/protocol';
-import type { InboxStore } from '@switchboard/store';
+import type { InboxDelivery, InboxStore, Publication } from '@switchboard/store';
+import type { PublicationEncoder } from './publication.js';
 
 /** Job data that fails validation: failed at once, never retried, the reason kept in `failedReason`. */
 export class InvalidJobError extends UnrecoverableError {}
@@ -43,20 +41,20 @@ export function toNotification(id: string, job: NotificationJob, ts: number): No
   };
 }
 
+/** Audiences up to this size are written in batches shared with other jobs; larger ones on their own. */
+export const BATCHED_AUDIENCE_MAX = 8;
+
 export interface DeliverDeps {
-  /** The emitter's own Redis client: answers once the publishes sent before are executed. */
-  publisher: Pick<Redis, 'ping'>;
-  emitter: Emitter<ServerToClientEvents>;
   inbox: InboxStore;
-  /**
-   * The inbox writes and the publishes share one connection, so Redis runs them in the order
-   * they are sent: the inbox write need not be awaited before the publish goes out.
-   */
-  sameConnection: boolean;
+  encoder: PublicationEncoder;
+  /** Stores and publishes a small delivery, batched with other jobs' in one script call. */
+  batch: (delivery: InboxDelivery) => Promise<unknown>;
 }
 
 /**
- * Validates a job, stores user notifications in their inboxes, then publishes them.
+ * Validates a job, then stores a user notification in the inboxes and publishes it in the same
+ * script call, or publishes a room or broadcast notification. The job is done only once Redis has
+ * answered, so nothing is lost between the queue and Redis.
  * The id is the job's `id` field or else the BullMQ job id, and `ts` the job's creation time,
  * so a retry stores nothing twice and re-publishes the same notification (clients dedupe by id).
  */
@@ -69,28 +67,20 @@ export async function deliver(deps: DeliverDeps, job: Job<unknown>): Promise<Del
   }
   const notification = toNotification(data.id ?? job.id!, data, job.timestamp);
   const to = data.to;
-  const target = targetKind(data);
-  let stored = 0;
-
-  let storing: Promise<unknown> | undefined;
+  let userIds: string[] = [];
+  let publish: Publication;
   if ('userId' in to || 'userIds' in to) {
-    const userIds = 'userId' in to ? [to.userId] : [...new Set(to.userIds)];
-    if (data.persist ?? true) {
-      // Stored before it is published, so a client that lists its inbox on receipt finds it.
-      storing = deps.inbox.add(userIds, notification);
-      if (!deps.sameConnection) await storing;
-      stored = userIds.length;
-    }
-    const rooms = userIds.map(userRoom);
-    deps.emitter.to(rooms.length === 1 ? rooms[0]! : rooms).emit('notification', notification);
-  } else if ('room' in to) {
-    deps.emitter.to(to.room).emit('notification', notification);
+    const users = 'userId' in to ? [to.userId] : [...new Set(to.userIds)];
+    const rooms = users.map(userRoom);
+    publish = deps.encoder.encode((e) => e.to(rooms.length === 1 ? rooms[0]! : rooms).emit('notification', notification));
+    if (data.persist ?? true) userIds = users;
   } else {
-    deps.emitter.emit('notification', notification);
+    publish = deps.encoder.encode((e) =>
+      'room' in to ? e.to(to.room).emit('notification', notification) : e.emit('notification', notification),
+    );
   }
-  // The emitter publishes without reporting back. Redis answers commands of one connection in
-  // order, so this reply means the publish above was executed: only then is the job done.
-  // With one connection, the inbox write, the publish and this ping cost one round trip.
-  await Promise.all([storing, deps.publisher.ping()]);
-  return { notification, target, stored };
+  // The publish rides in the inbox write, after it: a client that lists its inbox on receipt finds it.
+  if (userIds.length <= BATCHED_AUDIENCE_MAX) await deps.batch({ userIds, notification, publish });
+  else await deps.inbox.add(userIds, notification, publish);
+  return { notification, target: targetKind(data), stored: userIds.length };
 }

@@ -1,22 +1,21 @@
-import type { Emitter } from '@socket.io/redis-emitter';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { DispatcherConfig } from '@switchboard/config';
 import { startOpsServer, type Logger, type OpsServer } from '@switchboard/observability';
-import { NOTIFICATIONS_QUEUE, type ServerToClientEvents } from '@switchboard/protocol';
+import { ioKey, NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
-import { deliver, InvalidJobError } from './deliver.js';
+import { batchDeliveries } from './batch.js';
+import { deliver, InvalidJobError, type DeliverDeps } from './deliver.js';
+import { PublicationEncoder } from './publication.js';
 import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
 import { watchRedis, type Watchdog } from './watchdog.js';
 
 export interface DispatcherDeps {
   /** BullMQ's connection: `maxRetriesPerRequest: null`. */
   connection: Redis;
-  /** Inbox writes, queue counts, readiness. */
+  /** Deliveries (inbox writes and publishes to the gateways) and readiness. */
   redis: Redis;
-  /** Publishes to the gateways; its `key` must be `ioKey(KEY_PREFIX)`, as the gateways' adapter. */
-  emitter: Emitter<ServerToClientEvents>;
   logger: Logger;
   registry: Registry;
 }
@@ -46,6 +45,7 @@ export interface Dispatcher {
 
 const READY_TIMEOUT_MS = 1000;
 
+
 /**
  * The notification dispatcher (SPEC §6): a BullMQ worker on the `notifications` queue that
  * stores user notifications in their inboxes and publishes every notification through the
@@ -63,7 +63,12 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
   // free of them (ioredis copies every script of a client into each of its pipelines).
   const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: deps.connection, prefix: config.keyPrefix });
   const metrics = createDispatcherMetrics(deps.registry, queue);
-  const publisher = isPinger(deps.emitter.redisClient) ? deps.emitter.redisClient : deps.redis;
+  const deliverDeps: DeliverDeps = {
+    inbox,
+    // Encodes as the gateways' adapter decodes: same key prefix.
+    encoder: new PublicationEncoder(ioKey(config.keyPrefix)),
+    batch: batchDeliveries(inbox),
+  };
   const warn = throttled(logger, 5000);
 
   const worker = new Worker(
@@ -71,7 +76,7 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
     async (job: Job<unknown>) => {
       const stop = metrics.jobDuration.startTimer();
       try {
-        const delivery = await deliver({ publisher, emitter: deps.emitter, inbox, sameConnection: publisher === deps.redis }, job);
+        const delivery = await deliver(deliverDeps, job);
         const due = job.timestamp + (job.opts.delay ?? 0);
         metrics.deliveryLatency.observe(Math.max(0, Date.now() - due) / 1000);
         logger.debug(
@@ -198,10 +203,6 @@ function loggable(data: unknown): { type?: string; target?: string; id?: string 
     if (kind) out.target = kind === 'userId' ? 'user' : kind === 'userIds' ? 'users' : kind;
   }
   return out;
-}
-
-function isPinger(value: unknown): value is Pick<Redis, 'ping'> {
-  return typeof value === 'object' && value !== null && typeof (value as { ping?: unknown }).ping === 'function';
 }
 
 /** Resolves true when `p` settles within `ms`, false otherwise. */

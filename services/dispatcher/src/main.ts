@@ -1,8 +1,6 @@
 import closeWithGrace from 'close-with-grace';
-import { Emitter } from '@socket.io/redis-emitter';
 import { ConfigError, loadDispatcherConfig, type DispatcherConfig } from '@switchboard/config';
 import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
-import { ioKey, type ServerToClientEvents } from '@switchboard/protocol';
 import { closeRedis, createRedis } from '@switchboard/store';
 import { createDispatcher } from './dispatcher.js';
 
@@ -19,10 +17,9 @@ const logger = createLogger({ service: 'dispatcher', level: config.logLevel, pod
 const registry = createRegistry('dispatcher', config.podId);
 // Both wait out a Redis outage instead of failing commands; the watchdog bounds how long.
 const connection = createRedis(config.redisUrl, 'dispatcher-worker', logger, { maxRetriesPerRequest: null });
-const redis = createRedis(config.redisUrl, 'dispatcher', logger, { maxRetriesPerRequest: null, enableAutoPipelining: true });
-const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(config.keyPrefix) });
+const redis = createRedis(config.redisUrl, 'dispatcher', logger, { maxRetriesPerRequest: null });
 
-const dispatcher = createDispatcher({ connection, redis, emitter, logger, registry }, config, {
+const dispatcher = createDispatcher({ connection, redis, logger, registry }, config, {
   onFatal: () => process.exit(1),
 });
 

@@ -4,7 +4,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createProducer, type Producer } from '@switchboard/producer';
-import { ioKey, NOTIFICATIONS_QUEUE, type Notification, type ServerToClientEvents } from '@switchboard/protocol';
+import { ioKey, NOTIFICATIONS_QUEUE, userRoom, type Notification, type ServerToClientEvents } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
 import { deleteKeys, eventually, randomKeyPrefix } from '@switchboard/testkit';
 import { connect, primeClients, startDispatcher, startIoServer, type InProcessDispatcher, type IoServer, type TestClient } from './helpers.js';
@@ -215,9 +215,9 @@ describe('dispatcher delivery', () => {
     await onNed!.next(byId(id));
   });
 
-  it('retries a failed attempt by the job options, with the same id and ts', async () => {
-    const [pat] = users(1);
-    const [onPat] = await clientsOn([serverA, { userId: pat }]);
+  it('retries a failed attempt by the job options, with the same id and ts, publishing only once stored', async () => {
+    const [pat, quin] = users(2);
+    const [onPat, onQuin] = await clientsOn([serverA, { userId: pat }], [serverB, { userId: quin }]);
     // A key of the wrong type makes the inbox write fail until it is removed.
     const inboxKey = keys(prefix).inbox(pat!);
     await redis.set(inboxKey, 'not a zset');
@@ -225,14 +225,22 @@ describe('dispatcher delivery', () => {
       attempts: 5,
       backoff: { type: 'exponential', delay: 200 },
     });
+    // enqueued together with the failing job: delivered all the same
+    const { ids: others } = await producer.notifyMany([
+      { to: { userId: quin! }, type: 'unaffected' },
+      { to: { userId: quin! }, type: 'unaffected' },
+    ]);
+    await Promise.all(others.map((id) => onQuin!.next(byId(id))));
+    await completed(others);
     const retrying = await eventually(async () => {
       const j = await plain.getJob(job.id!);
       return j && j.attemptsMade >= 1 ? j : undefined;
     }, { what: 'a failed attempt' });
     expect(retrying.failedReason).toMatch(/WRONGTYPE/);
-    // The inbox write and the live publish go out together, so a failed attempt may already have
-    // delivered live; every attempt carries the same id and ts, which clients de-duplicate.
-    for (const n of onPat!.received) expect(n).toMatchObject({ id: job.id, ts: job.timestamp });
+    // Nothing was published for the failed attempt: a probe sent after it is the first to arrive.
+    probe.to(userRoom(pat!)).emit('notification', { id: 'probe-after-failure', type: 'probe', ts: Date.now() });
+    await onPat!.next(byId('probe-after-failure'));
+    expect(onPat!.received.filter((n) => n.id === job.id)).toEqual([]);
 
     await redis.del(inboxKey);
     const got = await onPat!.next(byId(job.id!));

@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createAdapter } from '@socket.io/redis-adapter';
-import { Emitter } from '@socket.io/redis-emitter';
+import type { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { Server } from 'socket.io';
@@ -161,8 +161,7 @@ export async function startDispatcher(
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   connection.on('error', () => {});
   redis.on('error', () => {});
-  const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(keyPrefix) });
-  const dispatcher = createDispatcher({ connection, redis, emitter, logger, registry }, config);
+  const dispatcher = createDispatcher({ connection, redis, logger, registry }, config);
   await dispatcher.start();
   return {
     dispatcher,
