@@ -32,11 +32,11 @@ const RECEIVERS = 'bench/lib/notification-receivers.mjs';
 const DEFAULTS = {
   gateway: undefined, // default entry point
   users: 200, // connected users, one socket each
-  jobs: 20_000, // single-user jobs per side in the throughput comparison
-  rounds: 2, // each side's jobs in this many parts, interleaved A B B A
+  jobs: 40_000, // single-user jobs per mode in the throughput comparison
+  rounds: 2, // each mode's jobs in this many parts, interleaved A B C C B A
   chunk: 500, // jobs per notifyMany / addBulk call
   warmupJobs: 3000, // per side, not reported
-  fanout: { users: 1000, bulkJobs: 20, rounds: 2 }, // bulk: bulkJobs jobs to all users; single: bulkJobs × users jobs
+  fanout: { users: 1000, bulkJobs: 40, rounds: 4 }, // bulk: bulkJobs jobs to all users; single: bulkJobs × users jobs
   concurrency: undefined, // the dispatcher's default unless --concurrency
   connectBatch: 50,
   connectTimeoutMs: 10_000, // per batch of clients; 30 s for all of them
@@ -55,7 +55,7 @@ const DEFAULTS = {
 function configure(options = {}) {
   const cfg = structuredClone(DEFAULTS);
   const num = (key) => (options[key] === undefined ? undefined : Math.floor(Number(options[key])));
-  if (options.quick) Object.assign(cfg, { jobs: 6000, warmupJobs: 1000, fanout: { ...cfg.fanout, bulkJobs: 6 } });
+  if (options.quick) Object.assign(cfg, { jobs: 6000, warmupJobs: 1000, fanout: { ...cfg.fanout, bulkJobs: 6, rounds: 2 } });
   if (typeof options.gateway === 'string') cfg.gateway = options.gateway;
   if (num('jobs') > 0) cfg.jobs = num('jobs');
   if (num('users') > 0) cfg.users = num('users');
@@ -713,8 +713,8 @@ function report(cfg, sides, env, extraNotes) {
       `end-to-end mode take CPU that the dispatcher then lacks (in a deployment they run on other machines). ` +
       `*Fan-out*: ${F.bulkJobs} jobs to ${int(F.users)} users each ` +
       `(\`to: { userIds }\`) vs ${int(F.bulkJobs * F.users)} single-user jobs to the same users (${int(cfg.users)} connected, ` +
-      `${int(F.users - cfg.users)} offline, every notification stored in the inbox), in ${F.rounds} rounds each, bulk / single / ` +
-      'single / bulk; a round ends when its jobs completed and the connected users received theirs.',
+      `${int(F.users - cfg.users)} offline, every notification stored in the inbox), in ${F.rounds} rounds each in the order bulk / ` +
+      'single / single / bulk (repeated); a round ends when its jobs completed and the connected users received theirs.',
     '',
   ];
   for (const side of ['switchboard', 'raw']) {
