@@ -42,23 +42,24 @@ export interface InboxListQuery {
  */
 const ADD_LUA = `
 local maxItems, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local call = redis.call
 local function store(inbox, items, unread, id, ts, json)
-  if redis.call('ZADD', inbox, 'NX', ts, id) == 1 then
-    redis.call('HSET', items, id, json)
-    redis.call('SADD', unread, id)
-    local excess = redis.call('ZCARD', inbox) - maxItems
+  if call('ZADD', inbox, 'NX', ts, id) == 1 then
+    call('HSET', items, id, json)
+    call('SADD', unread, id)
+    local excess = call('ZCARD', inbox) - maxItems
     while excess > 0 do
       local n = math.min(excess, 500)
-      local old = redis.call('ZRANGE', inbox, 0, n - 1)
-      redis.call('ZREMRANGEBYRANK', inbox, 0, n - 1)
-      redis.call('HDEL', items, unpack(old))
-      redis.call('SREM', unread, unpack(old))
+      local old = call('ZRANGE', inbox, 0, n - 1)
+      call('ZREMRANGEBYRANK', inbox, 0, n - 1)
+      call('HDEL', items, unpack(old))
+      call('SREM', unread, unpack(old))
       excess = excess - n
     end
-    if redis.call('TTL', unread) ~= ttl then
-      redis.call('EXPIRE', inbox, ttl)
-      redis.call('EXPIRE', items, ttl)
-      redis.call('EXPIRE', unread, ttl)
+    if call('TTL', unread) ~= ttl then
+      call('EXPIRE', inbox, ttl)
+      call('EXPIRE', items, ttl)
+      call('EXPIRE', unread, ttl)
     end
   end
 end
@@ -66,7 +67,7 @@ local function deliver(k, users, id, ts, json, channel, message)
   for i = k, k + users * 3 - 1, 3 do
     store(KEYS[i], KEYS[i + 1], KEYS[i + 2], id, ts, json)
   end
-  if channel ~= '' then redis.call('PUBLISH', channel, message) end
+  if channel ~= '' then call('PUBLISH', channel, message) end
 end
 local out = {}
 local k = 1
