@@ -33,10 +33,12 @@ const DEFAULTS = {
   gateway: undefined, // default entry point
   users: 200, // connected users, one socket each
   jobs: 40_000, // single-user jobs per mode in the throughput comparison
-  rounds: 2, // each mode's jobs in this many parts, interleaved A B C C B A
+  rounds: 8, // each mode's jobs in this many parts, interleaved A B C C B A …: short alternations, so a slow spell of the machine falls on every mode alike
   chunk: 500, // jobs per notifyMany / addBulk call
   warmupJobs: 3000, // per side, not reported
-  fanout: { users: 1000, bulkJobs: 40, rounds: 4 }, // bulk: bulkJobs jobs to all users; single: bulkJobs × users jobs
+  // bulk: bulkJobs jobs to all users; single: singleJobs single-user jobs round-robin over them. Per notification, so
+  // the volumes may differ: bulk rounds this long (~0.3 s) are not at the mercy of one scheduler hiccup.
+  fanout: { users: 1000, bulkJobs: 120, singleJobs: 40_000, rounds: 4 },
   concurrency: undefined, // the dispatcher's default unless --concurrency
   connectBatch: 50,
   connectTimeoutMs: 10_000, // per batch of clients; 30 s for all of them
@@ -55,7 +57,7 @@ const DEFAULTS = {
 function configure(options = {}) {
   const cfg = structuredClone(DEFAULTS);
   const num = (key) => (options[key] === undefined ? undefined : Math.floor(Number(options[key])));
-  if (options.quick) Object.assign(cfg, { jobs: 6000, warmupJobs: 1000, fanout: { ...cfg.fanout, bulkJobs: 6, rounds: 2 } });
+  if (options.quick) Object.assign(cfg, { jobs: 6000, warmupJobs: 1000, fanout: { ...cfg.fanout, bulkJobs: 12, singleJobs: 6000, rounds: 2 } });
   if (typeof options.gateway === 'string') cfg.gateway = options.gateway;
   if (num('jobs') > 0) cfg.jobs = num('jobs');
   if (num('users') > 0) cfg.users = num('users');
@@ -65,6 +67,7 @@ function configure(options = {}) {
   if (cfg.users >= cfg.fanout.users) throw new Error(`--users must be below ${cfg.fanout.users}`);
   if (cfg.jobs % cfg.rounds !== 0) throw new Error(`--jobs must be a multiple of ${cfg.rounds}`);
   if (cfg.fanout.bulkJobs % cfg.fanout.rounds !== 0) throw new Error('fan-out bulk jobs must split evenly over the rounds');
+  if (cfg.fanout.singleJobs % (cfg.fanout.rounds * cfg.fanout.users) !== 0) throw new Error('fan-out single jobs must split evenly over the rounds and users');
   return cfg;
 }
 
@@ -380,24 +383,26 @@ export async function run(ctx) {
     // ——— 4. Bulk fan-out vs one job per user (Switchboard only) ———
     if (live.includes('switchboard')) {
       const { fanout } = cfg;
-      const jobsPerRound = fanout.bulkJobs / fanout.rounds;
+      const bulkPerRound = fanout.bulkJobs / fanout.rounds;
+      const singlePerRound = fanout.singleJobs / fanout.rounds;
       const fan = { bulk: [], single: [] };
       const bulkJob = (tag) => (_k, t) => ({ to: { userIds: users }, type: 'bench.fanout', data: { t, p: tag } });
       const oneEach = (tag) => (k, t) => ({ to: { userId: users[k % users.length] }, type: 'bench.fanout', data: { t, p: tag } });
-      ctx.log(`fan-out to ${int(users.length)} users (${int(connected.length)} connected): ${fanout.bulkJobs} bulk jobs vs ${int(fanout.bulkJobs * users.length)} single-user jobs`);
+      ctx.log(`fan-out to ${int(users.length)} users (${int(connected.length)} connected): ${fanout.bulkJobs} bulk jobs vs ${int(fanout.singleJobs)} single-user jobs`);
       try {
         await measure('switchboard', { tag: 'fan-warm', count: 1, build: bulkJob('fan-warm'), expectedReceipts: connected.length });
         for (let round = 0; round < fanout.rounds; round++) {
           for (const kind of round % 2 === 0 ? ['bulk', 'single'] : ['single', 'bulk']) {
             const tag = `fan-${kind}-${round}`;
-            const count = kind === 'bulk' ? jobsPerRound : jobsPerRound * users.length;
+            const count = kind === 'bulk' ? bulkPerRound : singlePerRound;
+            const notifications = kind === 'bulk' ? bulkPerRound * users.length : singlePerRound;
             const r = await measure('switchboard', {
               tag,
               count,
               build: kind === 'bulk' ? bulkJob(tag) : oneEach(tag),
-              expectedReceipts: jobsPerRound * connected.length,
+              expectedReceipts: (notifications / users.length) * connected.length,
             });
-            r.notifications = jobsPerRound * users.length;
+            r.notifications = notifications;
             r.fanMs = Math.max(r.jobsMs ?? 0, r.receiptsMs ?? 0);
             fan[kind].push(r);
             ctx.log(
@@ -409,7 +414,7 @@ export async function run(ctx) {
         // Stored in the inbox either way: offline users hold every fan-out notification.
         const inbox = new InboxStore(redis, keys(env.switchboard.keyPrefix));
         const offline = [users[cfg.users], users[Math.floor((cfg.users + users.length) / 2)], users[users.length - 1]];
-        const expectedUnread = 1 + 2 * fanout.bulkJobs;
+        const expectedUnread = 1 + fanout.bulkJobs + fanout.singleJobs / users.length;
         const unread = await Promise.all(offline.map((u) => inbox.unread(u)));
         sides.switchboard.fanout = { ...fan, inbox: { checked: offline.length, expected: expectedUnread, unread } };
       } catch (err) {
@@ -712,7 +717,7 @@ function report(cfg, sides, env, extraNotes) {
       `delivers nothing, and on ${os.availableParallelism()} cores the receiving clients and the gateway's socket writes of the ` +
       `end-to-end mode take CPU that the dispatcher then lacks (in a deployment they run on other machines). ` +
       `*Fan-out*: ${F.bulkJobs} jobs to ${int(F.users)} users each ` +
-      `(\`to: { userIds }\`) vs ${int(F.bulkJobs * F.users)} single-user jobs to the same users (${int(cfg.users)} connected, ` +
+      `(\`to: { userIds }\`, ${int(F.bulkJobs * F.users)} notifications) vs ${int(F.singleJobs)} single-user jobs round-robin over the same users (${int(cfg.users)} connected, ` +
       `${int(F.users - cfg.users)} offline, every notification stored in the inbox), in ${F.rounds} rounds each in the order bulk / ` +
       'single / single / bulk (repeated); a round ends when its jobs completed and the connected users received theirs.',
     '',

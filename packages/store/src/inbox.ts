@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import { SwitchboardError, type InboxItem, type Notification, type NotificationListResult } from '@switchboard/protocol';
+import { isUserId, SwitchboardError, type InboxItem, type Notification, type NotificationListResult } from '@switchboard/protocol';
 import type { Keys } from './keys.js';
 
 export interface InboxLimits {
@@ -27,9 +27,13 @@ export interface InboxListQuery {
 
 /**
  * Stores notifications in user inboxes and publishes them, many in one call.
- * KEYS: (inbox zset, items hash, unread set) for each user of each entry, in order.
- * ARGV: maxItems, ttlSec, then per entry: number of users, id, ts, json, channel, message
+ * ARGV: maxItems, ttlSec, then the three inbox keys of a user as (before, after) the user id:
+ * before, after of the zset, after of the items hash, after of the unread set (as `keys()` spells
+ * them); then per entry: user ids joined by '\n' ('' for none), id, ts, json, channel, message
  * (channel '' when the entry publishes nothing).
+ * The keys are built here rather than passed: one argument per entry instead of three per user
+ * keeps a 1,000-user call small to encode, send and parse. Like the registry scripts, this needs
+ * Redis standalone or Sentinel.
  * A known id changes nothing for that user. An entry publishes only once its users' inboxes are
  * written, so a notification is never published before it is stored. Each entry runs on its own:
  * one that fails (a key of another type, say) leaves the others alone.
@@ -42,19 +46,22 @@ export interface InboxListQuery {
  */
 const ADD_LUA = `
 local maxItems, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local pre, post, itemsPost, unreadPost = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local call = redis.call
-local function store(inbox, items, unread, id, ts, json)
+local function store(user, id, ts, json)
+  local inbox, items, unread = pre .. user .. post, pre .. user .. itemsPost, pre .. user .. unreadPost
   if call('ZADD', inbox, 'NX', ts, id) == 1 then
     call('HSET', items, id, json)
     call('SADD', unread, id)
     local excess = call('ZCARD', inbox) - maxItems
     while excess > 0 do
-      local n = math.min(excess, 500)
-      local old = call('ZRANGE', inbox, 0, n - 1)
-      call('ZREMRANGEBYRANK', inbox, 0, n - 1)
+      local popped = call('ZPOPMIN', inbox, math.min(excess, 500))
+      local old = {}
+      for j = 1, #popped, 2 do old[#old + 1] = popped[j] end
+      if #old == 0 then break end
       call('HDEL', items, unpack(old))
       call('SREM', unread, unpack(old))
-      excess = excess - n
+      excess = excess - #old
     end
     if call('TTL', unread) ~= ttl then
       call('EXPIRE', inbox, ttl)
@@ -63,23 +70,18 @@ local function store(inbox, items, unread, id, ts, json)
     end
   end
 end
-local function deliver(k, users, id, ts, json, channel, message)
-  for i = k, k + users * 3 - 1, 3 do
-    store(KEYS[i], KEYS[i + 1], KEYS[i + 2], id, ts, json)
-  end
+local function deliver(users, id, ts, json, channel, message)
+  for user in string.gmatch(users, '[^\\n]+') do store(user, id, ts, json) end
   if channel ~= '' then call('PUBLISH', channel, message) end
 end
 local out = {}
-local k = 1
-for a = 3, #ARGV, 6 do
-  local users = tonumber(ARGV[a])
-  local ok, err = pcall(deliver, k, users, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+for a = 7, #ARGV, 6 do
+  local ok, err = pcall(deliver, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
   if ok then
     out[#out + 1] = 1
   else
     out[#out + 1] = 'ERR ' .. tostring(type(err) == 'table' and err.err or err)
   end
-  k = k + users * 3
 end
 return out
 `;
@@ -150,7 +152,7 @@ return result
 const ADD = 'switchboardInboxAdd';
 const LIST = 'switchboardInboxList';
 
-/** numKeys, the keys, maxItems, ttlSec, then (users, id, ts, json, channel, message) per entry. */
+/** numKeys (0), maxItems, ttlSec, the key parts, then (users, id, ts, json, channel, message) per entry. */
 type AddCommand = (numKeys: number, ...args: (string | number | Buffer)[]) => Promise<Array<number | string>>;
 type ListCommand = (
   inbox: string,
@@ -217,10 +219,13 @@ export class InboxStore {
   readonly limits: InboxLimits;
   private readonly redis: Redis;
   private readonly keys: Keys;
+  /** The user's inbox keys around the user id, for the add script: before, after (zset, items, unread). */
+  private readonly keyParts: readonly string[];
 
   constructor(redis: Redis, keys: Keys, limits: Partial<InboxLimits> = {}) {
     this.redis = redis;
     this.keys = keys;
+    this.keyParts = inboxKeyParts(keys);
     this.limits = { ...DEFAULT_INBOX_LIMITS, ...limits };
     const { maxItems, ttlSec } = this.limits;
     if (!Number.isInteger(maxItems) || maxItems < 1) throw new RangeError('InboxStore: maxItems must be a positive integer');
@@ -261,19 +266,17 @@ export class InboxStore {
    */
   async addMany(entries: readonly InboxDelivery[]): Promise<Array<InboxWriteError | undefined>> {
     if (entries.length === 0) return [];
-    const keys: string[] = [];
-    const args: (string | number | Buffer)[] = [this.limits.maxItems, this.limits.ttlSec];
+    const args: (string | number | Buffer)[] = [this.limits.maxItems, this.limits.ttlSec, ...this.keyParts];
     for (const { userIds, notification: n, publish } of entries) {
       if (userIds.length > 0 && (!Number.isSafeInteger(n.ts) || n.ts < 0)) {
         throw new SwitchboardError('INVALID_PAYLOAD', '/ts: expected ms since the epoch');
       }
       for (const userId of userIds) {
-        const k = this.userKeys(userId);
-        keys.push(k.inbox, k.items, k.unread);
+        if (!isUserId(userId)) throw new SwitchboardError('INVALID_PAYLOAD', `/userIds: not a user id: ${JSON.stringify(String(userId).slice(0, 64))}`);
       }
-      args.push(userIds.length, n.id, n.ts, userIds.length > 0 ? JSON.stringify(stored(n)) : '', publish?.channel ?? '', publish?.message ?? '');
+      args.push(userIds.join('\n'), n.id, n.ts, userIds.length > 0 ? JSON.stringify(stored(n)) : '', publish?.channel ?? '', publish?.message ?? '');
     }
-    const replies = await (this.redis as unknown as WithInboxCommands)[ADD](keys.length, ...keys, ...args);
+    const replies = await (this.redis as unknown as WithInboxCommands)[ADD](0, ...args);
     return replies.map((r) => (typeof r === 'string' ? new InboxWriteError(r.replace(/^ERR /, '')) : undefined));
   }
 
@@ -323,6 +326,15 @@ export class InboxStore {
   private userKeys(userId: string) {
     return { inbox: this.keys.inbox(userId), items: this.keys.inboxItems(userId), unread: this.keys.inboxUnread(userId) };
   }
+}
+
+/** Splits the three inbox keys of `keys()` around the user id: [before, after zset, after items, after unread]. */
+function inboxKeyParts(keys: Keys): string[] {
+  const mark = '\u0000';
+  const [before, zset] = keys.inbox(mark).split(mark) as [string, string];
+  const parts = [keys.inboxItems(mark), keys.inboxUnread(mark)].map((key) => key.split(mark) as [string, string]);
+  if (parts.some(([b]) => b !== before)) throw new Error('InboxStore: the inbox keys must share the part before the user id');
+  return [before, zset, ...parts.map(([, after]) => after)];
 }
 
 function results(replies: Awaited<ReturnType<ChainableCommander['exec']>>): unknown[] {

@@ -37,12 +37,14 @@ export function keys(prefix: string) {
     /** STREAM of a room's recent messages. */
     history: (room: string) => `${p}:hist:${room}`,
     // ---- notification inbox ----
+    // The user id sits in braces, which user ids cannot hold: no user id spells another user's key
+    // (a user "ann:items" must not reach ann's items).
     /** ZSET notification id → ts (ms). */
-    inbox: (userId: string) => `${p}:inbox:${userId}`,
+    inbox: (userId: string) => `${p}:inbox:{${userId}}`,
     /** HASH notification id → JSON of the notification. */
-    inboxItems: (userId: string) => `${p}:inbox:${userId}:items`,
+    inboxItems: (userId: string) => `${p}:inbox:{${userId}}:items`,
     /** SET of unread notification ids. */
-    inboxUnread: (userId: string) => `${p}:inbox:${userId}:unread`,
+    inboxUnread: (userId: string) => `${p}:inbox:{${userId}}:unread`,
     /** String marking a notification id as already delivered (idempotency), with a TTL. */
     delivered: (id: string) => `${p}:delivered:${id}`,
   };

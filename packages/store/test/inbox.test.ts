@@ -317,6 +317,27 @@ describe('InboxStore', () => {
     }
   });
 
+  it('keeps apart users whose ids would spell each other\'s keys', async () => {
+    const store = new InboxStore(redis, k);
+    const ann = user();
+    const other = `${ann}:items`;
+    await store.add([ann], note('for-ann', 1));
+    await store.add([other], note('for-other', 2));
+    expect((await store.list(ann, {})).items.map((i) => i.id)).toEqual(['for-ann']);
+    expect((await store.list(other, {})).items.map((i) => i.id)).toEqual(['for-other']);
+  });
+
+  it('refuses a user id that is not one, and writes nothing', async () => {
+    const store = new InboxStore(redis, k);
+    const u = user();
+    for (const bad of [`${u}\nx`, 'has space', '', 'a}b']) {
+      const err = await errorOf(store.addMany([{ userIds: [u, bad], notification: note('n', 1) }]));
+      expect(err).toBeInstanceOf(SwitchboardError);
+      expect((err as SwitchboardError).code).toBe('INVALID_PAYLOAD');
+    }
+    expect(await store.unread(u)).toBe(0);
+  });
+
   it('rejects a malformed cursor or limit as INVALID_PAYLOAD', async () => {
     const store = new InboxStore(redis, k);
     const u = user();

@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createProducer, type Producer } from '@switchboard/producer';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
+import { keys } from '@switchboard/store';
 import { collect, eventually, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
 import { spawnDispatcher, type DispatcherProcess } from './helpers.js';
 
@@ -57,7 +58,7 @@ describe('notifications end to end: gateway processes, a dispatcher process, rea
   it('keeps notifications for an offline user: unread on connect, list, and read on every device', async () => {
     await producer.notify({ id: 'later-1', to: { userId: 'oscar' }, type: 'invite', title: 'Join us' });
     await producer.notify({ id: 'later-2', to: { userIds: ['oscar', 'paula'] }, type: 'digest' });
-    await eventually(async () => (await plain.getJobCounts('completed')).completed >= 1 && (await cluster.redis.zcard(`${cluster.keyPrefix}:inbox:oscar`)) === 2, { timeoutMs: 10_000 });
+    await eventually(async () => (await plain.getJobCounts('completed')).completed >= 1 && (await cluster.redis.zcard(keys(cluster.keyPrefix).inbox('oscar'))) === 2, { timeoutMs: 10_000 });
 
     const a = await cluster.connect({ sub: 'oscar', gateway: 0 });
     const b = await cluster.connect({ sub: 'oscar', gateway: 1 });
