@@ -712,7 +712,7 @@ function report(cfg, sides, env, extraNotes) {
       `gateway, which decodes each message and finds no socket: all of the dispatcher's work, none of the clients'), and ` +
       `*end to end*, jobs to the connected users, each notification received by a client on this machine. *Raw BullMQ*: a ` +
       `plain \`Worker\` with a no-op processor and the same concurrency drains jobs of the same shape and options added with ` +
-      `\`queue.addBulk\`. ${int(cfg.jobs)} jobs per mode in ${cfg.rounds} rounds of ${int(perRound)}, interleaved A B C C B A, ` +
+      `\`queue.addBulk\`. ${int(cfg.jobs)} jobs per mode in ${cfg.rounds} rounds of ${int(perRound)}, alternating A B C C B A …, ` +
       `after ${int(cfg.warmupJobs)} warm-up jobs per side. The jobs/s target is judged on the dispatcher mode: the raw worker ` +
       `delivers nothing, and on ${os.availableParallelism()} cores the receiving clients and the gateway's socket writes of the ` +
       `end-to-end mode take CPU that the dispatcher then lacks (in a deployment they run on other machines). ` +
