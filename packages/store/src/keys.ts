@@ -17,10 +17,11 @@ export function keys(prefix: string) {
     socket: (socketId: string) => `${p}:reg:sock:${socketId}`,
     /** SET rooms a socket is in. */
     socketRooms: (socketId: string) => `${p}:reg:sock:${socketId}:rooms`,
+    // User ids sit in braces, which they cannot hold: user "ann:sockets" must not spell ann's set.
     /** SET socket ids of a user, across pods. */
-    userSockets: (userId: string) => `${p}:reg:user:${userId}:sockets`,
+    userSockets: (userId: string) => `${p}:reg:user:{${userId}}:sockets`,
     /** HASH status, text, lastSeen, name. Kept after the user leaves, with a TTL. */
-    user: (userId: string) => `${p}:reg:user:${userId}`,
+    user: (userId: string) => `${p}:reg:user:{${userId}}`,
     /** ZSET (score 0) of online user ids, for lexicographic cursors. */
     online: `${p}:reg:online`,
     /** HASH userId → number of that user's sockets in the room. */

@@ -7,6 +7,8 @@
 const helpers = `
 local B = ARGV[1]
 local function k(...) return B .. ':' .. table.concat({...}, ':') end
+-- a user id in braces, as keys() spells it
+local function u(uid) return '{' .. uid .. '}' end
 local function leave_room(sid, uid, room)
   if redis.call('SREM', k('sock', sid, 'rooms'), room) == 0 then return -1 end
   local ru = k('room', room, 'users')
@@ -31,9 +33,9 @@ end
 export const CONNECT = `${helpers}
 local sid, uid, pod, now, name = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local max = tonumber(ARGV[7])
-local us = k('user', uid, 'sockets')
+local us = k('user', u(uid), 'sockets')
 if redis.call('EXISTS', k('sock', sid)) == 1 then
-  return {1, redis.call('SCARD', us), 0, redis.call('HGET', k('user', uid), 'status') or 'online'}
+  return {1, redis.call('SCARD', us), 0, redis.call('HGET', k('user', u(uid)), 'status') or 'online'}
 end
 local n = redis.call('SCARD', us)
 if n >= max then return {0, n, 0, ''} end
@@ -42,7 +44,7 @@ redis.call('SADD', k('pod', pod, 'sockets'), sid)
 redis.call('HINCRBY', k('pod', pod), 'connections', 1)
 redis.call('HINCRBY', k('counters'), 'connections', 1)
 redis.call('SADD', us, sid)
-local uk = k('user', uid)
+local uk = k('user', u(uid))
 local came = 0
 if n == 0 then
   came = 1
@@ -103,9 +105,9 @@ if redis.call('SREM', k('pod', pod, 'sockets'), sid) == 1 and redis.call('EXISTS
   redis.call('HINCRBY', k('pod', pod), 'connections', -1)
 end
 redis.call('HINCRBY', k('counters'), 'connections', -1)
-local us = k('user', uid, 'sockets')
+local us = k('user', u(uid), 'sockets')
 redis.call('SREM', us, sid)
-local uk = k('user', uid)
+local uk = k('user', u(uid))
 redis.call('HSET', uk, 'lastSeen', now)
 if redis.call('SCARD', us) == 0 then
   out[2] = 1
@@ -140,10 +142,10 @@ return 1
 /** ARGV: base, uid, status, text → 1 if the user is online */
 export const SET_STATUS = `${helpers}
 local uid, status, text = ARGV[2], ARGV[3], ARGV[4]
-local uk = k('user', uid)
+local uk = k('user', u(uid))
 redis.call('HSET', uk, 'status', status)
 if text == '' then redis.call('HDEL', uk, 'text') else redis.call('HSET', uk, 'text', text) end
-return redis.call('SCARD', k('user', uid, 'sockets')) > 0 and 1 or 0
+return redis.call('SCARD', k('user', u(uid), 'sockets')) > 0 and 1 or 0
 `;
 
 /** Releases the reaper lock only if this pod holds it. KEYS[1] lock, ARGV[1] token */

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collect, eventually, startCluster, startRedis, waitFor, type Cluster, type RedisHandle } from '@switchboard/testkit';
+import { keys } from '@switchboard/store';
 
 describe('when Redis goes away', () => {
   let redis: RedisHandle;
@@ -32,7 +33,7 @@ describe('when Redis goes away', () => {
     await redis.start!();
     await eventually(async () => (await fetch(`${g.url}/readyz`)).status === 200, { timeoutMs: 10_000 });
     // the restarted Redis is empty: the pod notices at its next heartbeat and registers its sockets again
-    await eventually(async () => (await cluster.redis.scard(`${cluster.keyPrefix}:reg:user:outage-user:sockets`)) === 1, { timeoutMs: 10_000 });
+    await eventually(async () => (await cluster.redis.scard(keys(cluster.keyPrefix).userSockets('outage-user'))) === 1, { timeoutMs: 10_000 });
     // the failed join changed nothing: c is not in public:o2 until it joins again
     const other = await cluster.connect('newcomer');
     expect((await other.emitWithAck('room:join', { room: 'public:o2' })).ok).toBe(true);
