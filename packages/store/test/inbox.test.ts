@@ -51,6 +51,15 @@ async function errorOf(p: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
+/** Subscribes to `channel`; `got` fills with the messages published there, in order. */
+async function listen(channel: string): Promise<{ got: string[]; sub: Redis }> {
+  const sub = redis.duplicate();
+  const got: string[] = [];
+  sub.on('messageBuffer', (_ch: Buffer, message: Buffer) => got.push(message.toString()));
+  await sub.subscribe(channel);
+  return { got, sub };
+}
+
 describe('InboxStore', () => {
   it('stores one notification for many users', async () => {
     const store = new InboxStore(redis, k);
@@ -255,11 +264,8 @@ describe('InboxStore', () => {
   it('writes and publishes many deliveries in one call, each on its own', async () => {
     const store = new InboxStore(redis, k);
     const [a, b, c] = [user(), user(), user()];
-    const sub = redis.duplicate();
     const channel = `${prefix}:test-channel`;
-    const got: string[] = [];
-    sub.on('messageBuffer', (_ch: Buffer, message: Buffer) => got.push(message.toString()));
-    await sub.subscribe(channel);
+    const { got, sub } = await listen(channel);
     try {
       // b's inbox is a key of another type: its entry fails, publishes nothing, and the others go through
       await redis.set(k.inbox(b), 'not a zset');
@@ -293,11 +299,8 @@ describe('InboxStore', () => {
   it('stores a large audience over several calls and publishes only once all of them succeeded', async () => {
     const store = new InboxStore(redis, k);
     const users = Array.from({ length: ADD_BATCH + 5 }, () => user());
-    const sub = redis.duplicate();
     const channel = `${prefix}:big-channel`;
-    const got: string[] = [];
-    sub.on('messageBuffer', (_ch: Buffer, message: Buffer) => got.push(message.toString()));
-    await sub.subscribe(channel);
+    const { got, sub } = await listen(channel);
     try {
       // the first call fails (one user's key is of another type): the last call never publishes
       await redis.set(k.inbox(users[0]!), 'not a zset');
