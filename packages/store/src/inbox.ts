@@ -260,24 +260,27 @@ export class InboxStore {
 
   /**
    * Several deliveries in one script call: each entry stores its notification for its users, then
-   * publishes it. Entries succeed or fail on their own: the result holds, per entry, nothing or the
-   * `InboxWriteError` of that entry. An entry's users should be few (at most 250 in all per call
-   * keeps one call short): larger audiences go through `add`.
+   * publishes it. Entries succeed or fail on their own: the result holds, per entry, nothing or its
+   * error, an `InboxWriteError` when Redis refused the write, a `SwitchboardError`
+   * (`INVALID_PAYLOAD`) when the entry was not sent (a user id that is not one, a bad `ts`).
+   * An entry's users should be few (at most 1,000 in all per call keeps one call short): larger
+   * audiences go through `add`.
    */
-  async addMany(entries: readonly InboxDelivery[]): Promise<Array<InboxWriteError | undefined>> {
-    if (entries.length === 0) return [];
+  async addMany(entries: readonly InboxDelivery[]): Promise<Array<InboxWriteError | SwitchboardError | undefined>> {
+    const results: Array<InboxWriteError | SwitchboardError | undefined> = entries.map(invalidEntry);
+    const sent: number[] = [];
     const args: (string | number | Buffer)[] = [this.limits.maxItems, this.limits.ttlSec, ...this.keyParts];
-    for (const { userIds, notification: n, publish } of entries) {
-      if (userIds.length > 0 && (!Number.isSafeInteger(n.ts) || n.ts < 0)) {
-        throw new SwitchboardError('INVALID_PAYLOAD', '/ts: expected ms since the epoch');
-      }
-      for (const userId of userIds) {
-        if (!isUserId(userId)) throw new SwitchboardError('INVALID_PAYLOAD', `/userIds: not a user id: ${JSON.stringify(String(userId).slice(0, 64))}`);
-      }
+    entries.forEach(({ userIds, notification: n, publish }, i) => {
+      if (results[i]) return;
+      sent.push(i);
       args.push(userIds.join('\n'), n.id, n.ts, userIds.length > 0 ? JSON.stringify(stored(n)) : '', publish?.channel ?? '', publish?.message ?? '');
-    }
+    });
+    if (sent.length === 0) return results;
     const replies = await (this.redis as unknown as WithInboxCommands)[ADD](0, ...args);
-    return replies.map((r) => (typeof r === 'string' ? new InboxWriteError(r.replace(/^ERR /, '')) : undefined));
+    replies.forEach((r, j) => {
+      if (typeof r === 'string') results[sent[j]!] = new InboxWriteError(r.replace(/^ERR /, ''));
+    });
+    return results;
   }
 
   /** A page of a user's inbox, newest first, with the unread count. */
@@ -326,6 +329,14 @@ export class InboxStore {
   private userKeys(userId: string) {
     return { inbox: this.keys.inbox(userId), items: this.keys.inboxItems(userId), unread: this.keys.inboxUnread(userId) };
   }
+}
+
+/** Why an entry cannot be written, if it cannot. */
+function invalidEntry({ userIds, notification: n }: InboxDelivery): SwitchboardError | undefined {
+  if (userIds.length === 0) return undefined;
+  if (!Number.isSafeInteger(n.ts) || n.ts < 0) return new SwitchboardError('INVALID_PAYLOAD', '/ts: expected ms since the epoch');
+  const bad = userIds.find((u) => !isUserId(u));
+  return bad === undefined ? undefined : new SwitchboardError('INVALID_PAYLOAD', `/userIds: not a user id: ${JSON.stringify(String(bad).slice(0, 64))}`);
 }
 
 /** Splits the three inbox keys of `keys()` around the user id: [before, after zset, after items, after unread]. */

@@ -330,15 +330,23 @@ describe('InboxStore', () => {
     expect((await store.list(other, {})).items.map((i) => i.id)).toEqual(['for-other']);
   });
 
-  it('refuses a user id that is not one, and writes nothing', async () => {
+  it('refuses an entry with a user id that is not one or a bad ts, writing nothing of it and the rest all the same', async () => {
     const store = new InboxStore(redis, k);
-    const u = user();
+    const [u, v] = [user(), user()];
     for (const bad of [`${u}\nx`, 'has space', '', 'a}b']) {
-      const err = await errorOf(store.addMany([{ userIds: [u, bad], notification: note('n', 1) }]));
-      expect(err).toBeInstanceOf(SwitchboardError);
-      expect((err as SwitchboardError).code).toBe('INVALID_PAYLOAD');
+      const [refused, fine] = await store.addMany([
+        { userIds: [u, bad], notification: note(`n-${bad}`, 1) },
+        { userIds: [v], notification: note(`ok-${bad}`, 1) },
+      ]);
+      expect(refused).toBeInstanceOf(SwitchboardError);
+      expect((refused as SwitchboardError).code).toBe('INVALID_PAYLOAD');
+      expect(fine).toBeUndefined();
     }
+    const [badTs] = await store.addMany([{ userIds: [u], notification: note('t', -1) }]);
+    expect((badTs as SwitchboardError).code).toBe('INVALID_PAYLOAD');
+    await expect(store.add([u, 'has space'], note('n', 1))).rejects.toBeInstanceOf(SwitchboardError);
     expect(await store.unread(u)).toBe(0);
+    expect(await store.unread(v)).toBe(4);
   });
 
   it('rejects a malformed cursor or limit as INVALID_PAYLOAD', async () => {
