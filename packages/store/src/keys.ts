@@ -9,10 +9,12 @@ export function keys(prefix: string) {
     // ---- registry (pods, sockets, users, rooms) ----
     /** ZSET pod id → last heartbeat (ms). */
     pods: `${p}:reg:pods`,
+    // Pod ids, like user ids below, sit in braces: a pod named "gw:sockets" must not spell the
+    // socket set of pod "gw".
     /** HASH startedAt, lastHeartbeatAt, connections. */
-    pod: (podId: string) => `${p}:reg:pod:${podId}`,
+    pod: (podId: string) => `${p}:reg:pod:{${podId}}`,
     /** SET socket ids held by a pod. */
-    podSockets: (podId: string) => `${p}:reg:pod:${podId}:sockets`,
+    podSockets: (podId: string) => `${p}:reg:pod:{${podId}}:sockets`,
     /** HASH userId, pod, connectedAt, name. */
     socket: (socketId: string) => `${p}:reg:sock:${socketId}`,
     /** SET rooms a socket is in. */

@@ -7,8 +7,8 @@
 const helpers = `
 local B = ARGV[1]
 local function k(...) return B .. ':' .. table.concat({...}, ':') end
--- a user id in braces, as keys() spells it
-local function u(uid) return '{' .. uid .. '}' end
+-- a user or pod id in braces, as keys() spells it
+local function u(id) return '{' .. id .. '}' end
 local function leave_room(sid, uid, room)
   if redis.call('SREM', k('sock', sid, 'rooms'), room) == 0 then return -1 end
   local ru = k('room', room, 'users')
@@ -40,8 +40,8 @@ end
 local n = redis.call('SCARD', us)
 if n >= max then return {0, n, 0, ''} end
 redis.call('HSET', k('sock', sid), 'userId', uid, 'pod', pod, 'connectedAt', now, 'name', name)
-redis.call('SADD', k('pod', pod, 'sockets'), sid)
-redis.call('HINCRBY', k('pod', pod), 'connections', 1)
+redis.call('SADD', k('pod', u(pod), 'sockets'), sid)
+redis.call('HINCRBY', k('pod', u(pod)), 'connections', 1)
 redis.call('HINCRBY', k('counters'), 'connections', 1)
 redis.call('SADD', us, sid)
 local uk = k('user', u(uid))
@@ -101,8 +101,8 @@ for _, room in ipairs(rooms) do
   if leave_room(sid, uid, room) == 1 then table.insert(out, room) end
 end
 redis.call('DEL', sk, k('sock', sid, 'rooms'))
-if redis.call('SREM', k('pod', pod, 'sockets'), sid) == 1 and redis.call('EXISTS', k('pod', pod)) == 1 then
-  redis.call('HINCRBY', k('pod', pod), 'connections', -1)
+if redis.call('SREM', k('pod', u(pod), 'sockets'), sid) == 1 and redis.call('EXISTS', k('pod', u(pod))) == 1 then
+  redis.call('HINCRBY', k('pod', u(pod)), 'connections', -1)
 end
 redis.call('HINCRBY', k('counters'), 'connections', -1)
 local us = k('user', u(uid), 'sockets')
@@ -123,7 +123,7 @@ export const HEARTBEAT = `${helpers}
 local pod, now, started = ARGV[2], ARGV[3], ARGV[4]
 local known = redis.call('ZSCORE', k('pods'), pod) and 1 or 0
 redis.call('ZADD', k('pods'), now, pod)
-local pk = k('pod', pod)
+local pk = k('pod', u(pod))
 redis.call('HSET', pk, 'lastHeartbeatAt', now)
 redis.call('HSETNX', pk, 'startedAt', started)
 redis.call('HSETNX', pk, 'connections', 0)
@@ -134,8 +134,8 @@ return known
 export const DROP_POD = `${helpers}
 local pod = ARGV[2]
 redis.call('ZREM', k('pods'), pod)
-redis.call('DEL', k('pod', pod))
-if redis.call('SCARD', k('pod', pod, 'sockets')) == 0 then redis.call('DEL', k('pod', pod, 'sockets')) end
+redis.call('DEL', k('pod', u(pod)))
+if redis.call('SCARD', k('pod', u(pod), 'sockets')) == 0 then redis.call('DEL', k('pod', u(pod), 'sockets')) end
 return 1
 `;
 

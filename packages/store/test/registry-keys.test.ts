@@ -35,4 +35,18 @@ describe('registry keys', () => {
     expect((await model.user('ann'))?.sockets.map((s) => s.id)).toEqual(['s-ann']);
     expect((await model.user('ann:sockets'))?.online).toBe(false);
   });
+
+  it('keeps apart pods whose ids would spell each other\'s keys', async () => {
+    const registry = new Registry(redis, prefix);
+    const model = new ReadModel(redis, prefix);
+    const now = Date.now();
+    await registry.heartbeat('gw', now, now);
+    await registry.heartbeat('gw:sockets', now, now);
+    await registry.connect({ socketId: 'p-1', userId: 'pat', pod: 'gw', maxConnections: 5 });
+    await registry.connect({ socketId: 'p-2', userId: 'pat', pod: 'gw:sockets', maxConnections: 5 });
+    const pods = (await model.counts()).pods;
+    expect(Object.fromEntries(pods.map((p) => [p.id, p.connections]))).toMatchObject({ gw: 1, 'gw:sockets': 1 });
+    expect(await redis.type(keys(prefix).podSockets('gw'))).toBe('set');
+    expect(await redis.type(keys(prefix).pod('gw:sockets'))).toBe('hash');
+  });
 });
