@@ -1,48 +1,18 @@
 // Parent side of the receiver workers: forks bench/lib/receivers.mjs processes and talks to them over IPC.
 import { fileURLToPath } from 'node:url';
-import { forkNode, stopChild } from './procs.mjs';
-import { withDeadline } from './clock.mjs';
+import { stopChild } from './procs.mjs';
 import { Histogram } from './histogram.mjs';
+import { WorkerProcess } from './worker-ipc.mjs';
 
 const WORKER = fileURLToPath(new URL('./receivers.mjs', import.meta.url));
-
-class Worker {
-  constructor(label) {
-    this.label = label;
-    this.child = forkNode(WORKER, { label, env: { ...process.env, NODE_ENV: 'production' } });
-    this.pid = this.child.pid;
-    this.nextId = 1;
-    this.pending = new Map();
-    this.child.on('message', (msg) => {
-      const waiter = this.pending.get(msg?.id);
-      if (!waiter) return;
-      this.pending.delete(msg.id);
-      if (msg.ok) waiter.resolve(msg.result);
-      else waiter.reject(new Error(`${label}: ${msg.error}`));
-    });
-    this.child.once('exit', (code, signal) => {
-      for (const waiter of this.pending.values()) {
-        waiter.reject(new Error(`${label} exited (${signal ?? code}): ${this.child.output.trim().slice(-2000)}`));
-      }
-      this.pending.clear();
-    });
-  }
-
-  call(type, args = {}, timeoutMs = 10_000) {
-    const id = this.nextId++;
-    const reply = new Promise((resolve, reject) => {
-      if (!this.child.connected) throw new Error(`${this.label} is gone (${type})`);
-      this.pending.set(id, { resolve, reject });
-      this.child.send({ id, type, args });
-    });
-    return withDeadline(reply, timeoutMs, `${this.label} ${type}`).finally(() => this.pending.delete(id));
-  }
-}
 
 export class ReceiverPool {
   /** @param {number} count number of worker processes */
   constructor(count, labelPrefix) {
-    this.workers = Array.from({ length: count }, (_, i) => new Worker(`${labelPrefix}-receivers-${i + 1}`));
+    this.workers = Array.from(
+      { length: count },
+      (_, i) => new WorkerProcess(WORKER, { label: `${labelPrefix}-receivers-${i + 1}`, env: { ...process.env, NODE_ENV: 'production' } }),
+    );
   }
 
   get pids() {

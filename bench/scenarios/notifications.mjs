@@ -17,7 +17,8 @@ import { Histogram } from '../lib/histogram.mjs';
 import { table, int, ms, ratio } from '../lib/markdown.mjs';
 import { waitForQuietMachine } from '../lib/phases.mjs';
 import { ROOT, serverScript, startPods, stopPods } from '../lib/pods.mjs';
-import { childPidsNamed, cpuTimeMs, forkNode, isInterrupted, isRunning, machineBusyMs, spawnNode, stopChild } from '../lib/procs.mjs';
+import { childPidsNamed, cpuTimeMs, isInterrupted, isRunning, machineBusyMs, spawnNode, stopChild } from '../lib/procs.mjs';
+import { WorkerProcess } from '../lib/worker-ipc.mjs';
 import { dropPrefix, dur } from './registry-stats.mjs';
 
 export const name = 'notifications';
@@ -79,61 +80,6 @@ const SIDE_LABEL = { switchboard: 'Switchboard', raw: 'raw BullMQ' };
  * `e2e`: jobs to the connected users, each notification received by a client on this machine.
  */
 const MODE_LABEL = { dispatcher: 'dispatcher', e2e: 'end to end', raw: 'raw BullMQ' };
-
-/** A forked helper process answering `{ id, type, args }` with `{ id, ok, result | error }`. */
-class Child {
-  constructor(script, label, env) {
-    this.label = label;
-    this.child = forkNode(resolve(ROOT, script), { label, cwd: ROOT, env });
-    this.pid = this.child.pid;
-    this.nextId = 1;
-    this.pending = new Map();
-    this.child.on('message', (msg) => {
-      if (msg?.type === 'ready') this.onReady?.();
-      const waiter = this.pending.get(msg?.id);
-      if (!waiter) return;
-      this.pending.delete(msg.id);
-      if (msg.ok) waiter.resolve(msg.result);
-      else waiter.reject(new Error(`${label}: ${msg.error}`));
-    });
-    this.child.once('exit', (code, signal) => {
-      const err = new Error(`${label} exited (${signal ?? code}): ${this.child.output.trim().slice(-1500)}`);
-      for (const waiter of this.pending.values()) waiter.reject(err);
-      this.pending.clear();
-      this.onExit?.(err);
-    });
-  }
-
-  /** Resolves once the process said `{ type: 'ready' }`. */
-  ready(timeoutMs) {
-    const ready = new Promise((resolve, reject) => {
-      this.onReady = resolve;
-      this.onExit = reject;
-    });
-    return withDeadline(ready, timeoutMs, `${this.label} start`);
-  }
-
-  call(type, args = {}, timeoutMs = 10_000) {
-    const id = this.nextId++;
-    const reply = new Promise((resolve, reject) => {
-      if (!this.child.connected) throw new Error(`${this.label} is gone (${type})`);
-      this.pending.set(id, { resolve, reject });
-      this.child.send({ id, type, args });
-    });
-    return withDeadline(reply, timeoutMs, `${this.label} ${type}`).finally(() => this.pending.delete(id));
-  }
-
-  async close() {
-    if (this.child.connected) {
-      try {
-        this.child.send({ type: 'close', id: 0 });
-      } catch {
-        /* gone */
-      }
-    }
-    await stopChild(this.child, 3000);
-  }
-}
 
 /** GET url until it answers 200, within `timeoutMs`; fails early when the process exits. */
 async function waitHttpReady(url, child, what, timeoutMs) {
@@ -470,7 +416,11 @@ async function startSwitchboard({ ctx, cfg, runId, connected, prefixes, closers 
   const opsUrl = `http://127.0.0.1:${opsPort}`;
   await waitHttpReady(`${opsUrl}/readyz`, dispatcher, 'dispatcher', cfg.readyTimeoutMs);
 
-  const receivers = new Child(RECEIVERS, 'bench-notification-receivers', { ...process.env, NODE_ENV: 'production' });
+  const receivers = new WorkerProcess(resolve(ROOT, RECEIVERS), {
+    label: 'bench-notification-receivers',
+    cwd: ROOT,
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
   closers.push(() => receivers.close());
   const batches = Math.ceil(connected.length / cfg.connectBatch) + 2;
   const c = await receivers.call(
@@ -503,7 +453,10 @@ async function startSwitchboard({ ctx, cfg, runId, connected, prefixes, closers 
 async function startRaw({ ctx, cfg, runId, prefixes, closers }) {
   const keyPrefix = `bench.nraw.${runId}`;
   prefixes.push(keyPrefix);
-  const worker = new Child(RAW_WORKER, 'bench-raw-worker', {
+  const worker = new WorkerProcess(resolve(ROOT, RAW_WORKER), {
+    label: 'bench-raw-worker',
+    cwd: ROOT,
+    env: {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     NODE_ENV: 'production',
@@ -511,6 +464,7 @@ async function startRaw({ ctx, cfg, runId, prefixes, closers }) {
     KEY_PREFIX: keyPrefix,
     QUEUE: NOTIFICATIONS_QUEUE,
     CONCURRENCY: String(cfg.concurrency),
+    },
   });
   closers.push(() => worker.close());
   await worker.ready(cfg.readyTimeoutMs);
