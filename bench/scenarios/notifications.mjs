@@ -248,10 +248,12 @@ export async function run(ctx) {
 
   const users = Array.from({ length: cfg.fanout.users }, (_, i) => `bench-${runId}-u${i}`);
   const connected = users.slice(0, cfg.users);
-  const single = (tag) => (k, t) => ({ to: { userId: connected[k % connected.length] }, type: 'bench.notify', data: { t, p: tag, s: k } });
   // As many users as are connected, none of them with a socket (and apart from the fan-out audience).
   const offline = Array.from({ length: cfg.users }, (_, i) => `bench-${runId}-off${i}`);
-  const toOffline = (tag) => (k, t) => ({ to: { userId: offline[k % offline.length] }, type: 'bench.notify', data: { t, p: tag, s: k } });
+  /** Single-user jobs round-robin over `list`, tagged with the phase. */
+  const roundRobin = (list, type) => (tag) => (k, t) => ({ to: { userId: list[k % list.length] }, type, data: { t, p: tag, s: k } });
+  const single = roundRobin(connected, 'bench.notify');
+  const toOffline = roundRobin(offline, 'bench.notify');
 
   try {
     // ——— 1. Both sides up: fresh key prefixes, same Redis ———
@@ -333,7 +335,7 @@ export async function run(ctx) {
       const singlePerRound = fanout.singleJobs / fanout.rounds;
       const fan = { bulk: [], single: [] };
       const bulkJob = (tag) => (_k, t) => ({ to: { userIds: users }, type: 'bench.fanout', data: { t, p: tag } });
-      const oneEach = (tag) => (k, t) => ({ to: { userId: users[k % users.length] }, type: 'bench.fanout', data: { t, p: tag } });
+      const oneEach = roundRobin(users, 'bench.fanout');
       ctx.log(`fan-out to ${int(users.length)} users (${int(connected.length)} connected): ${fanout.bulkJobs} bulk jobs vs ${int(fanout.singleJobs)} single-user jobs`);
       try {
         await measure('switchboard', { tag: 'fan-warm', count: 1, build: bulkJob('fan-warm'), expectedReceipts: connected.length });

@@ -7,6 +7,7 @@ import { createProducer, type Producer } from '@switchboard/producer';
 import { ioKey, NOTIFICATIONS_QUEUE, userRoom, type Notification, type ServerToClientEvents } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
 import { deleteKeys, eventually, randomKeyPrefix } from '@switchboard/testkit';
+import { BATCHED_AUDIENCE_MAX } from '../src/index.js';
 import { connect, primeClients, startDispatcher, startIoServer, type InProcessDispatcher, type IoServer, type TestClient } from './helpers.js';
 
 const prefix = randomKeyPrefix();
@@ -132,6 +133,19 @@ describe('dispatcher delivery', () => {
     expect(await inbox.unread(bob!)).toBe(1);
     expect(await inbox.unread(carol!)).toBe(1);
     expect(await inbox.unread(dave!)).toBe(0);
+  });
+
+  it('delivers a job to more users than are batched with other jobs, in its own script call', async () => {
+    const listed = users(BATCHED_AUDIENCE_MAX + 4);
+    const [outsider] = users(1);
+    const all = await clientsOn([serverA, { userId: listed[0] }], [serverB, { userId: listed.at(-1) }], [serverB, { userId: outsider }]);
+    const [first, last, other] = all;
+    const { id } = await producer.notify({ to: { userIds: listed }, type: 'big.team' });
+    await Promise.all([first!.next(byId(id)), last!.next(byId(id))]);
+    await marker(all);
+    expect(other!.ids()).not.toContain(id);
+    expect(await Promise.all(listed.map((u) => inbox.unread(u)))).toEqual(listed.map(() => 1));
+    expect(await inbox.unread(outsider!)).toBe(0);
   });
 
   it('delivers a room notification to the room only, and stores nothing', async () => {
