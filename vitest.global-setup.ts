@@ -1,5 +1,6 @@
 import type { TestProject } from 'vitest/node';
-import { startRedis } from '@switchboard/testkit';
+// A relative import: the global setup does not resolve the workspace's source export condition.
+import { startRedis } from './packages/testkit/src/redis.js';
 
 /** One Redis per test run: `REDIS_URL`, a container, or a local `redis-server`. */
 export default async function setup(project: TestProject) {

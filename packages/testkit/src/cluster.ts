@@ -1,6 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
 import { Registry as MetricsRegistry } from 'prom-client';
@@ -19,6 +17,7 @@ import {
 import { InboxStore, keys } from '@switchboard/store';
 import { deleteKeys, randomKeyPrefix } from './prefix.js';
 import { freePort } from './redis.js';
+import { serviceMain } from './services.js';
 import { mintToken, TEST_JWT_SECRET, type TokenClaims } from './tokens.js';
 import { eventually } from './wait.js';
 
@@ -89,7 +88,6 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-const GATEWAY_MAIN = join(dirname(createRequire(import.meta.url).resolve('@switchboard/gateway')), 'main.js');
 
 /**
  * Several gateway pods on one Redis, as in production (SPEC §1): the harness of the cluster
@@ -171,7 +169,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const port = await freePort();
     const opsPort = await freePort();
     const env = baseEnv(index, port, opsPort);
-    const child = spawn(process.execPath, [GATEWAY_MAIN], {
+    const child = spawn(process.execPath, [serviceMain('gateway')], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

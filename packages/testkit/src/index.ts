@@ -2,6 +2,7 @@ export * from './cluster.js';
 export * from './haproxy.js';
 export * from './prefix.js';
 export * from './redis.js';
+export * from './services.js';
 export * from './tokens.js';
 export * from './wait.js';
 export * from './vitest-context.js';

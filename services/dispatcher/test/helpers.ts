@@ -1,9 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
@@ -20,6 +18,7 @@ import {
   type ServerToClientEvents,
 } from '@switchboard/protocol';
 import { closeRedis } from '@switchboard/store';
+import { serviceMain } from '@switchboard/testkit';
 import { createDispatcher, type Dispatcher } from '../src/index.js';
 
 // ---- Socket.IO servers standing in for gateway pods ----
@@ -173,7 +172,6 @@ export async function startDispatcher(
   };
 }
 
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
 export interface DispatcherProcess {
   child: ChildProcess;
@@ -189,8 +187,7 @@ export interface DispatcherProcess {
 
 /** Runs `node services/dispatcher/dist/main.js` configured by `env` alone. */
 export function spawnDispatcher(env: Record<string, string>): DispatcherProcess {
-  if (!existsSync(MAIN)) throw new Error('services/dispatcher/dist/main.js is missing: build the dispatcher first');
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [serviceMain('dispatcher')], {
     env: { PATH: process.env.PATH ?? '', OPS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

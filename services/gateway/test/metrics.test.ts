@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startCluster, type Cluster } from '@switchboard/testkit';
+import { serviceMain, startCluster, type Cluster } from '@switchboard/testkit';
 
 describe('metrics', () => {
   let cluster: Cluster;
@@ -48,16 +48,13 @@ describe('metrics', () => {
 
 describe('start-up configuration', () => {
   it('exits 1 with a message naming the variable, without a stack trace', async () => {
-    const { spawnSync: run } = await import('node:child_process');
-    const { createRequire } = await import('node:module');
-    const { dirname, join } = await import('node:path');
-    const main = join(dirname(createRequire(import.meta.url).resolve('@switchboard/gateway')), 'main.js');
+    const main = serviceMain('gateway');
     for (const [env, expected] of [
       [{ JWT_SECRET: 'too-short' }, /JWT_SECRET must be at least 32 bytes/],
       [{ JWT_SECRET: 'x'.repeat(40), PORT: 'abc' }, /Invalid configuration: PORT/],
       [{}, /JWT_SECRET is required/],
     ] as const) {
-      const r = run(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 10_000 });
+      const r = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 10_000 });
       expect(r.status).toBe(1);
       expect(r.stderr).toMatch(expected);
       expect(r.stderr).not.toMatch(/\n\s+at /);
