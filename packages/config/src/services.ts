@@ -115,7 +115,11 @@ const GatewayEnv = Type.Object({
   HANDSHAKE_RATE_PER_SEC: PositiveInt(50),
   TRUST_PROXY: Bool(false),
   HISTORY_MAX_LENGTH: PositiveInt(200, 0),
+  HISTORY_MAX_BYTES: PositiveInt(1024 * 1024, 1024),
   HISTORY_TTL_SEC: PositiveInt(86_400),
+  PUBLISH_BUDGET_MESSAGES: PositiveInt(100),
+  PUBLISH_BUDGET_BYTES: PositiveInt(1024 * 1024, 16),
+  PUBLISH_BUDGET_WINDOW_SEC: PositiveInt(10),
 });
 
 export interface GatewayLimits {
@@ -133,6 +137,21 @@ export interface GatewayLimits {
   rateBurst: number;
   /** New handshakes per second per client address on one pod. @default 50 */
   handshakeRatePerSec: number;
+  /**
+   * What one user may publish to rooms per window, across the cluster, whatever the number of
+   * connections. @default 100 messages and 1 MiB per 10 s
+   */
+  publishBudget: { messages: number; bytes: number; windowMs: number };
+}
+
+/** Room history bounds, shared by the gateway and the admin API (both publish). */
+export interface HistoryConfig {
+  /** Messages kept per room (0 turns history off). @default 200 */
+  maxLength: number;
+  /** Bytes of messages kept per room; the oldest go first. @default 1048576 */
+  maxBytes: number;
+  /** @default 86400 */
+  ttlSec: number;
 }
 
 export interface GatewayConfig extends CommonConfig {
@@ -150,7 +169,7 @@ export interface GatewayConfig extends CommonConfig {
   /** Take the client address from `X-Forwarded-For` (behind a trusted load balancer). */
   trustProxy: boolean;
   limits: GatewayLimits;
-  history: { maxLength: number; ttlSec: number };
+  history: HistoryConfig;
 }
 
 function origins(value: string | undefined): string[] | '*' {
@@ -164,6 +183,9 @@ function origins(value: string | undefined): string[] | '*' {
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const e = parseEnv(GatewayEnv, env);
+  if (e.PUBLISH_BUDGET_BYTES < e.MAX_PAYLOAD_BYTES) {
+    throw new ConfigError('PUBLISH_BUDGET_BYTES', `must be at least MAX_PAYLOAD_BYTES (${e.MAX_PAYLOAD_BYTES}), or no message of the largest size could be published`);
+  }
   return {
     ...common(e),
     port: e.PORT,
@@ -185,9 +207,18 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
       ratePerSec: e.RATE_LIMIT_PER_SEC,
       rateBurst: e.RATE_LIMIT_BURST,
       handshakeRatePerSec: e.HANDSHAKE_RATE_PER_SEC,
+      publishBudget: {
+        messages: e.PUBLISH_BUDGET_MESSAGES,
+        bytes: e.PUBLISH_BUDGET_BYTES,
+        windowMs: e.PUBLISH_BUDGET_WINDOW_SEC * 1000,
+      },
     },
-    history: { maxLength: e.HISTORY_MAX_LENGTH, ttlSec: e.HISTORY_TTL_SEC },
+    history: history(e),
   };
+}
+
+function history(e: { HISTORY_MAX_LENGTH: number; HISTORY_MAX_BYTES: number; HISTORY_TTL_SEC: number }): HistoryConfig {
+  return { maxLength: e.HISTORY_MAX_LENGTH, maxBytes: e.HISTORY_MAX_BYTES, ttlSec: e.HISTORY_TTL_SEC };
 }
 
 const DispatcherEnv = Type.Object({
@@ -233,6 +264,7 @@ const AdminEnv = Type.Object({
   ADMIN_RATE_LIMIT_PER_MIN: PositiveInt(600),
   ADMIN_MAX_PAYLOAD_BYTES: PositiveInt(64 * 1024, 16),
   HISTORY_MAX_LENGTH: PositiveInt(200, 0),
+  HISTORY_MAX_BYTES: PositiveInt(1024 * 1024, 1024),
   HISTORY_TTL_SEC: PositiveInt(86_400),
 });
 
@@ -245,7 +277,7 @@ export interface AdminConfig extends CommonConfig {
   rateLimitPerMin: number;
   /** Largest `data` of a message published through the admin API, as JSON bytes. @default 65536 */
   maxPayloadBytes: number;
-  history: { maxLength: number; ttlSec: number };
+  history: HistoryConfig;
 }
 
 export function loadAdminConfig(env: Env = process.env): AdminConfig {
@@ -266,6 +298,6 @@ export function loadAdminConfig(env: Env = process.env): AdminConfig {
     adminApiKeys,
     rateLimitPerMin: e.ADMIN_RATE_LIMIT_PER_MIN,
     maxPayloadBytes: e.ADMIN_MAX_PAYLOAD_BYTES,
-    history: { maxLength: e.HISTORY_MAX_LENGTH, ttlSec: e.HISTORY_TTL_SEC },
+    history: history(e),
   };
 }

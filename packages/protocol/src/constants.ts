@@ -17,3 +17,10 @@ export const NOTIFICATION_MAX_USER_IDS = 1000;
 
 /** Most user ids in one `presence:watch` / `presence:unwatch`. */
 export const PRESENCE_WATCH_MAX_IDS = 100;
+
+/**
+ * `from` of the room messages the server publishes (the admin API's server-side publish). `#` is
+ * not a user-id character (SPEC §2), so no access token can be this sender: a client trusts a
+ * message as the server's by `from.userId === SERVER_SENDER.userId`.
+ */
+export const SERVER_SENDER = { userId: '#server' } as const;

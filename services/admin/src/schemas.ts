@@ -86,10 +86,13 @@ export const StatsResponse = Type.Object(
     pods: Type.Array(
       Type.Object(
         {
-          id: Type.String(),
+          id: Type.String({ description: 'the pod\'s `POD_ID`' }),
+          instance: Type.String({
+            description: 'the gateway process: a pod restarted under the same `POD_ID` is a new instance, and the old one is reaped',
+          }),
           connections: Count(),
-          startedAt: Millis('pod start'),
-          lastHeartbeatAt: Millis('last heartbeat'),
+          startedAt: Millis('pod start (Redis time)'),
+          lastHeartbeatAt: Millis('last heartbeat (Redis time)'),
         },
         strict,
       ),

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createProducer, type Producer } from '@switchboard/producer';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
 import { keys } from '@switchboard/store';
-import { collect, eventually, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
+import { collect, eventually, waitFor } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import { spawnDispatcher, type DispatcherProcess } from './helpers.js';
 
 describe('notifications end to end: gateway processes, a dispatcher process, real clients', () => {

@@ -18,7 +18,7 @@ import {
   type ServerToClientEvents,
 } from '@switchboard/protocol';
 import { closeRedis } from '@switchboard/store';
-import { serviceMain } from '@switchboard/testkit';
+import { serviceMain } from '@switchboard/harness';
 import { createDispatcher, type Dispatcher } from '../src/index.js';
 
 // ---- Socket.IO servers standing in for gateway pods ----

@@ -7,12 +7,14 @@ import {
   HandshakeError,
   type ClientToServerEvents,
   type InterServerEvents,
+  type PresenceStatus,
   type ServerToClientEvents,
   type SocketData,
 } from '@switchboard/protocol';
-import type { ReadModel } from '@switchboard/store';
 import type { Logger } from '@switchboard/observability';
+import type { InboxReader } from './context.js';
 import type { GatewayMetrics } from './metrics.js';
+import type { PodRegistry } from './pod-registry.js';
 import { KeyedBuckets } from './rate-limit.js';
 
 export type GatewaySocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -82,18 +84,27 @@ export function clientAddress(req: IncomingMessage | GatewaySocket['handshake'],
 export interface HandshakeDeps {
   config: GatewayConfig;
   verifier: TokenVerifier;
-  readModel: ReadModel;
+  pod: PodRegistry;
+  inbox: Pick<InboxReader, 'unread'>;
   logger: Logger;
   metrics: GatewayMetrics;
 }
 
+/** A socket the handshake let in: registered in the cluster, with what `session:ready` says. */
+export interface Admission {
+  cameOnline: boolean;
+  status: PresenceStatus;
+  unread: number;
+}
+
 /**
- * The Socket.IO middleware that admits a socket: origin, handshake rate, token (or guest),
- * connections per user. A refusal reaches the client as `connect_error` with `message` = code
- * and `data` = `{ code, message }`.
+ * Admits a socket: origin, handshake rate, token (or guest), then its registration in the cluster,
+ * where the connections-per-user limit is decided in the same step, so a client over the limit
+ * gets `connect_error CONNECTION_LIMIT` and never a session. A refusal reaches the client as
+ * `connect_error` with `message` = code and `data` = `{ code, message }`.
  */
 export function createHandshake(deps: HandshakeDeps) {
-  const { config, verifier, readModel, logger, metrics } = deps;
+  const { config, verifier, pod, inbox, logger, metrics } = deps;
   const handshakes = new KeyedBuckets(config.limits.handshakeRatePerSec, config.limits.handshakeRatePerSec * 2);
 
   const refuse = (code: HandshakeError['code'], message: string) => {
@@ -101,7 +112,7 @@ export function createHandshake(deps: HandshakeDeps) {
     return new HandshakeError(code, message);
   };
 
-  async function admit(socket: GatewaySocket): Promise<HandshakeError | undefined> {
+  async function identify(socket: GatewaySocket): Promise<HandshakeError | SocketData> {
     const origin = socket.handshake.headers.origin;
     if (!originAllowed(origin, config.corsOrigins)) {
       return refuse('ORIGIN_FORBIDDEN', 'Origin not allowed');
@@ -112,14 +123,13 @@ export function createHandshake(deps: HandshakeDeps) {
     const found = findToken(socket, config);
     if (!found) {
       if (!config.allowGuests) return refuse('AUTH_REQUIRED', 'Access token required');
-      socket.data = {
+      return {
         userId: `guest:${randomBytes(9).toString('base64url')}`,
         roles: [],
         rooms: [],
         guest: true,
         connectedAt: Date.now(),
       };
-      return undefined;
     }
     let claims;
     try {
@@ -131,11 +141,7 @@ export function createHandshake(deps: HandshakeDeps) {
       }
       throw err;
     }
-    const current = await readModel.userSocketCount(claims.sub);
-    if (current >= config.limits.maxConnectionsPerUser) {
-      return refuse('CONNECTION_LIMIT', `At most ${config.limits.maxConnectionsPerUser} connections per user`);
-    }
-    socket.data = {
+    return {
       userId: claims.sub,
       ...(claims.name ? { name: claims.name } : {}),
       roles: claims.roles,
@@ -144,15 +150,49 @@ export function createHandshake(deps: HandshakeDeps) {
       exp: claims.exp,
       connectedAt: Date.now(),
     };
-    return undefined;
+  }
+
+  /** Resolves with the admission or the refusal; rejects when Redis cannot be reached. */
+  async function admit(socket: GatewaySocket): Promise<HandshakeError | Admission> {
+    const identity = await identify(socket);
+    if (identity instanceof HandshakeError) return identity;
+    socket.data = identity;
+    const ref = { socketId: socket.id, userId: identity.userId, guest: identity.guest };
+    const [registration, unread] = await Promise.allSettled([
+      pod.connect({ ...ref, ...(identity.name ? { name: identity.name } : {}), maxConnections: config.limits.maxConnectionsPerUser }),
+      identity.guest ? 0 : inbox.unread(identity.userId),
+    ]);
+    if (registration.status === 'rejected') throw registration.reason;
+    const r = registration.value;
+    if (!r.accepted) {
+      if (r.reason === 'limit') {
+        return refuse('CONNECTION_LIMIT', `At most ${config.limits.maxConnectionsPerUser} connections per user`);
+      }
+      // this instance is not in the registry right now (it was taken for dead): retry, elsewhere or later
+      metrics.connectionsTotal.inc({ result: 'error' });
+      return new HandshakeError('RATE_LIMITED', 'Temporarily unavailable, retry later');
+    }
+    if (unread.status === 'rejected') {
+      await pod.disconnect(ref, []).catch((err: unknown) => logger.warn({ err }, 'undoing a registration failed'));
+      throw unread.reason;
+    }
+    identity.connectedAt = r.now;
+    return { cameOnline: r.cameOnline, status: r.status, unread: unread.value };
   }
 
   return {
-    middleware(socket: GatewaySocket, next: (err?: Error) => void): void {
+    /**
+     * Calls `onAdmitted` before `next()`, so the pod knows the socket before Socket.IO connects
+     * it. A failure that is not the client's (Redis unreachable) is refused as "retry later".
+     */
+    middleware(socket: GatewaySocket, next: (err?: Error) => void, onAdmitted: (admission: Admission) => void): void {
       admit(socket).then(
-        (refusal) => next(refusal),
+        (result) => {
+          if (result instanceof HandshakeError) return next(result);
+          onAdmitted(result);
+          next();
+        },
         (err: unknown) => {
-          // Redis unreachable, most likely: say "retry later", never blame the client's token.
           logger.error({ err }, 'handshake failed');
           metrics.connectionsTotal.inc({ result: 'error' });
           next(new HandshakeError('RATE_LIMITED', 'Temporarily unavailable, retry later'));

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { serviceMain, startCluster, type Cluster } from '@switchboard/testkit';
+import { serviceMain, startCluster, type Cluster } from '@switchboard/harness';
 
 describe('metrics', () => {
   let cluster: Cluster;
