@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { Type } from '@sinclair/typebox';
-import { DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
+import { DEFAULT_IDEMPOTENCY_WINDOW_SEC, DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
 import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, type Env } from './env.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -230,6 +230,7 @@ const DispatcherEnv = Type.Object({
   INBOX_TTL_SEC: PositiveInt(30 * 86_400),
   STALLED_INTERVAL_MS: PositiveInt(30_000, 100),
   REDIS_DOWN_EXIT_MS: PositiveInt(30_000, 100),
+  IDEMPOTENCY_WINDOW_SEC: PositiveInt(DEFAULT_IDEMPOTENCY_WINDOW_SEC),
 });
 
 export interface DispatcherConfig extends CommonConfig {
@@ -240,6 +241,8 @@ export interface DispatcherConfig extends CommonConfig {
   stalledIntervalMs: number;
   /** Exit non-zero when Redis stays unreachable this long. @default 30000 */
   redisDownExitMs: number;
+  /** A notification id is delivered at most once this long (SPEC §6). @default 86400 */
+  idempotencyWindowSec: number;
 }
 
 export function loadDispatcherConfig(env: Env = process.env): DispatcherConfig {
@@ -252,6 +255,7 @@ export function loadDispatcherConfig(env: Env = process.env): DispatcherConfig {
     inbox: { maxItems: e.INBOX_MAX_ITEMS, ttlSec: e.INBOX_TTL_SEC },
     stalledIntervalMs: e.STALLED_INTERVAL_MS,
     redisDownExitMs: e.REDIS_DOWN_EXIT_MS,
+    idempotencyWindowSec: e.IDEMPOTENCY_WINDOW_SEC,
   };
 }
 

@@ -24,3 +24,16 @@ export const PRESENCE_WATCH_MAX_IDS = 100;
  * message as the server's by `from.userId === SERVER_SENDER.userId`.
  */
 export const SERVER_SENDER = { userId: '#server' } as const;
+
+/** A producer's notification id: 1–128 of `[A-Za-z0-9._-]`, not digits only. */
+export const NOTIFICATION_ID_PATTERN = '^(?![0-9]+$)[A-Za-z0-9._-]{1,128}$';
+
+/**
+ * Any notification id the server stores or sends: a producer's, or `job:<BullMQ job id>` for a job
+ * without one (a job id outside `[A-Za-z0-9._:-]{1,190}` is replaced by `h.` and its hash).
+ * Every event and route that takes a notification id accepts these.
+ */
+export const STORED_NOTIFICATION_ID_PATTERN = '^(?:(?![0-9]+$)[A-Za-z0-9._-]{1,128}|job:[A-Za-z0-9._:-]{1,190})$';
+
+/** How long a notification id is delivered at most once (SPEC §6). @default 86400 */
+export const DEFAULT_IDEMPOTENCY_WINDOW_SEC = 86_400;

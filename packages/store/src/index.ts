@@ -5,3 +5,4 @@ export * from './redis.js';
 export * from './registry.js';
 export * from './inbox.js';
 export * from './budget.js';
+export * from './notification-ledger.js';

@@ -10,7 +10,7 @@
  *   measured rate one shard carries);
  * - a user's inbox and publish budget are tagged with the user id, a room's history with the room
  *   name, a notification id's delivery record with the id: spread over the cluster by their
- *   natural owner.
+ *   natural owner, and each script touches one of them.
  *
  * Ids that appear in a key sit in braces, which they cannot hold (user ids, pod and instance ids,
  * room names, notification ids never contain `{` or `}`), so no id spells another's key: user
@@ -64,8 +64,8 @@ export function keys(prefix: string) {
     /** SET of unread notification ids. */
     inboxUnread: (userId: string) => `${p}:inbox:{${userId}}:unread`,
     // ---- notifications (per id) ----
-    /** String marking a notification id as already delivered (idempotency), with a TTL. */
-    delivered: (id: string) => `${p}:delivered:{${id}}`,
+    /** String: the delivery record of a notification id (idempotency window), see NotificationLedger. */
+    notification: (id: string) => `${p}:notif:{${id}}`,
   };
 }
 export type Keys = ReturnType<typeof keys>;

@@ -194,7 +194,10 @@ export const PublishResponse = Type.Object(
 export const NotificationBody = Type.Composite([NotificationJob], { ...strict, description: 'a notification job (SPEC §6)' });
 
 export const NotificationResponse = Type.Object(
-  { id: Type.String({ description: 'the notification id' }) },
+  {
+    id: Type.String({ description: 'the notification id clients see and `notification:read` takes' }),
+    jobId: Type.String({ description: 'the BullMQ job id, for the queue routes' }),
+  },
   { ...strict, description: 'Enqueued' },
 );
 

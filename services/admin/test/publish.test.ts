@@ -120,7 +120,7 @@ describe('server-side publish and notifications', () => {
     });
     expect(res.status).toBe(202);
     assertShape(schemas.NotificationResponse, res.body);
-    expect(res.body).toEqual({ id });
+    expect(res.body).toEqual({ id, jobId: id });
 
     const expected = { id, type: 'billing.invoice', title: 'Invoice ready', body: 'March', data: { amount: 42 }, ts: expect.any(Number) };
     expect(await atPhone).toEqual(expected);
@@ -128,12 +128,17 @@ describe('server-side publish and notifications', () => {
     const inbox = await laptop.emitWithAck('notification:list', {});
     expect(inbox).toEqual({ ok: true, data: { items: [{ ...expected, read: false }], unread: 1 } });
 
-    // the same id again is accepted and changes nothing
-    const again = await admin.call('POST', '/v1/notifications', { body: { id, to: { userId: 'nina' }, type: 'billing.invoice' } });
+    // the same notification again is accepted and changes nothing; the id with other content is a conflict
+    const same = { id, to: { userId: 'nina' }, type: 'billing.invoice', title: 'Invoice ready', body: 'March', data: { amount: 42 } };
+    const again = await admin.call('POST', '/v1/notifications', { body: same });
     expect(again).toMatchObject({ status: 202, body: { id } });
-    const other = await admin.call<{ id: string }>('POST', '/v1/notifications', { body: { to: { userId: 'nina' }, type: 'later' } });
+    const reused = await admin.call<ErrorAnswer>('POST', '/v1/notifications', { body: { id, to: { userId: 'nina' }, type: 'billing.invoice' } });
+    expect(reused.status).toBe(409);
+    assertShape(schemas.ErrorResponse, reused.body);
+    expect(reused.body.error).toMatchObject({ code: 'CONFLICT', details: { id } });
+    const other = await admin.call<{ id: string; jobId: string }>('POST', '/v1/notifications', { body: { to: { userId: 'nina' }, type: 'later' } });
     expect(other.status).toBe(202);
-    expect(other.body.id).toMatch(/^\d+$/);
+    expect(other.body.id).toBe(`job:${other.body.jobId}`);
     await eventually(async () => {
       const list = await phone.emitWithAck('notification:list', {});
       return list.ok && list.data.items.length === 2 ? list : undefined;

@@ -100,10 +100,10 @@ describe('notification queue inspection and retry', () => {
     assertShape(schemas.ErrorResponse, unknown.body);
     expect(unknown.body.error).toEqual({ code: 'NOT_FOUND', message: 'Job not found' });
 
-    const sent = await admin.call<{ id: string }>('POST', '/v1/notifications', { body: { to: { userId: 'someone' }, type: 'ok' } });
+    const sent = await admin.call<{ id: string; jobId: string }>('POST', '/v1/notifications', { body: { to: { userId: 'someone' }, type: 'ok' } });
     expect(sent.status).toBe(202);
-    await eventually(async () => (await Job.fromId(queue, sent.body.id))?.finishedOn !== undefined, { timeoutMs: 10_000 });
-    const done = await admin.call<ErrorAnswer>('POST', `/v1/queues/notifications/jobs/${sent.body.id}/retry`);
+    await eventually(async () => (await Job.fromId(queue, sent.body.jobId))?.finishedOn !== undefined, { timeoutMs: 10_000 });
+    const done = await admin.call<ErrorAnswer>('POST', `/v1/queues/notifications/jobs/${sent.body.jobId}/retry`);
     expect(done.status).toBe(409);
     assertShape(schemas.ErrorResponse, done.body);
     expect(done.body.error).toEqual({ code: 'CONFLICT', message: 'Job is completed, not failed', details: { state: 'completed' } });
