@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Type } from '@sinclair/typebox';
 import { DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
-import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, type Env } from './env.js';
+import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, shownValue, type Env } from './env.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -46,6 +46,21 @@ export interface JwtConfig {
   clockToleranceSec: number;
 }
 
+/**
+ * The schema only checks the scheme. A URL the Redis client cannot parse would fail later with
+ * an error that carries the whole URL, password included; refuse it here, redacted.
+ */
+function checkRedisUrl(value: string): void {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (!url) throw new ConfigError('REDIS_URL', `is not a valid URL${shownValue('REDIS_URL', value)}`);
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    throw new ConfigError('REDIS_URL', 'has a malformed %-escape in its user name or password');
+  }
+}
+
 function common(e: {
   REDIS_URL: string;
   KEY_PREFIX: string;
@@ -53,6 +68,7 @@ function common(e: {
   POD_ID?: string;
   SHUTDOWN_TIMEOUT_MS: number;
 }): CommonConfig {
+  checkRedisUrl(e.REDIS_URL);
   return {
     redisUrl: e.REDIS_URL,
     keyPrefix: e.KEY_PREFIX,
@@ -157,7 +173,7 @@ function origins(value: string | undefined): string[] | '*' {
   const items = list(value);
   if (items.includes('*')) return '*';
   for (const o of items) {
-    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError('CORS_ORIGINS', `has an invalid origin "${o}"`);
+    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError('CORS_ORIGINS', `has an invalid origin${shownValue('CORS_ORIGINS', o)}`);
   }
   return items;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig } from '../src/index.js';
+import { ConfigError, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig, redactCredentials } from '../src/index.js';
 
 const secret = 'x'.repeat(40);
 
@@ -56,6 +56,44 @@ describe('environment validation', () => {
     } catch (err) {
       expect((err as Error).message).not.toContain('tiny-key');
     }
+  });
+
+  it('never echoes the credentials of a malformed URL', () => {
+    const message = (env: Record<string, string>) => {
+      try {
+        loadGatewayConfig({ JWT_SECRET: secret, ...env });
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).message;
+      }
+      return expect.unreachable('the configuration was accepted');
+    };
+    // no "redis://" (the schema's pattern refuses it)
+    const noScheme = message({ REDIS_URL: 'redis//:hunter2@127.0.0.1:6379' });
+    expect(noScheme).toBe('Invalid configuration: REDIS_URL Expected string to match \'^rediss?://\' (got "***@127.0.0.1:6379")');
+    // a scheme, but no URL parser accepts it: ioredis would throw with the whole URL as `input`
+    const badPort = message({ REDIS_URL: 'redis://admin:hunter2@redis.internal:63 79' });
+    expect(badPort).toBe('Invalid configuration: REDIS_URL is not a valid URL (got "redis://***@redis.internal:63 79")');
+    const atInPassword = message({ REDIS_URL: 'rediss://:hun@ter2@redis.internal:notaport' });
+    expect(atInPassword).toMatch(/^Invalid configuration: REDIS_URL is not a valid URL \(got "rediss:\/\/\*\*\*@redis\.internal:notaport"\)$/);
+    const badEscape = message({ REDIS_URL: 'redis://:hunter2%zz@redis.internal:6379' });
+    expect(badEscape).toMatch(/REDIS_URL has a malformed %-escape/);
+    for (const m of [noScheme, badPort, atInPassword, badEscape]) {
+      expect(m).not.toMatch(/hunter2|hun@ter2|admin/);
+    }
+    // secret-named variables stay hidden entirely
+    expect(message({ TOKEN_COOKIE: 'not a cookie name' })).toMatch(/^Invalid configuration: TOKEN_COOKIE [^(]*$/);
+  });
+
+  it('redacts the userinfo of URL-looking values only', () => {
+    expect(redactCredentials('redis://:pw@host:6379/0')).toBe('redis://***@host:6379/0');
+    expect(redactCredentials('redis://user:pw@host')).toBe('redis://***@host');
+    expect(redactCredentials('redis:/user:pw@host')).toBe('redis:/***@host');
+    expect(redactCredentials('user:pw@host:6379')).toBe('***@host:6379');
+    expect(redactCredentials('redis:user:pw@host')).toBe('***@host');
+    expect(redactCredentials('redis://u:p@h1,redis://u:p@h2')).toBe('redis://***@h2');
+    expect(redactCredentials('redis://host:6379')).toBe('redis://host:6379');
+    expect(redactCredentials('loud')).toBe('loud');
   });
 
   it('reads lists and PEM escapes', () => {

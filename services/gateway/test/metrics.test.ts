@@ -53,6 +53,8 @@ describe('start-up configuration', () => {
       [{ JWT_SECRET: 'too-short' }, /JWT_SECRET must be at least 32 bytes/],
       [{ JWT_SECRET: 'x'.repeat(40), PORT: 'abc' }, /Invalid configuration: PORT/],
       [{}, /JWT_SECRET is required/],
+      // unparseable: the Redis client would throw with the whole URL as `input`
+      [{ JWT_SECRET: 'x'.repeat(40), REDIS_URL: 'redis://:too-short@redis.internal:notaport' }, /REDIS_URL is not a valid URL \(got "redis:\/\/\*\*\*@redis\.internal:notaport"\)/],
     ] as const) {
       const r = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 10_000 });
       expect(r.status).toBe(1);
