@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { Type } from '@sinclair/typebox';
+import { jwksUrlProblem } from '@switchboard/auth';
 import { DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
 import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, shownValue, type Env } from './env.js';
 
@@ -98,6 +99,8 @@ function jwt(
     if (required) throw new ConfigError('JWT_SECRET', 'is required (or JWT_PUBLIC_KEY, or JWT_JWKS_URL)');
     return undefined;
   }
+  const jwksProblem = e.JWT_JWKS_URL ? jwksUrlProblem(e.JWT_JWKS_URL) : undefined;
+  if (jwksProblem) throw new ConfigError('JWT_JWKS_URL', jwksProblem);
   const algorithms = list(e.JWT_ALGORITHMS);
   return {
     ...(e.JWT_SECRET ? { secret: e.JWT_SECRET } : {}),

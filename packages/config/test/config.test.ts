@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig, redactCredentials } from '../src/index.js';
+import { ConfigError, jwtWarnings, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig, redactCredentials } from '../src/index.js';
 
 const secret = 'x'.repeat(40);
 
@@ -42,6 +42,35 @@ describe('environment validation', () => {
     }
     expect(() => loadAdminConfig({})).toThrow(/ADMIN_API_KEYS/);
     expect(() => loadAdminConfig({ ADMIN_API_KEYS: 'short' })).toThrow(/ADMIN_API_KEYS/);
+  });
+
+  it('refuses a JWKS URL over plain http except on a loopback host, naming JWT_JWKS_URL', () => {
+    for (const env of [{ JWT_JWKS_URL: 'http://keys.example/jwks.json' }, { JWT_JWKS_URL: 'http://10.1.2.3/jwks' }]) {
+      expect(() => loadGatewayConfig(env)).toThrow(ConfigError);
+      expect(() => loadGatewayConfig(env)).toThrow(
+        'Invalid configuration: JWT_JWKS_URL must be an https:// URL (plain http:// only on a loopback host: localhost, 127.0.0.0/8, ::1)',
+      );
+      expect(() => loadAdminConfig(env)).toThrow(/^Invalid configuration: JWT_JWKS_URL must be an https:\/\/ URL/);
+    }
+    expect(loadGatewayConfig({ JWT_JWKS_URL: 'http://127.0.0.1:8080/jwks' }).jwt.jwksUrl).toBe('http://127.0.0.1:8080/jwks');
+    expect(loadGatewayConfig({ JWT_JWKS_URL: 'http://localhost/jwks' }).jwt.jwksUrl).toBe('http://localhost/jwks');
+    expect(loadGatewayConfig({ JWT_JWKS_URL: 'https://id.example/jwks' }).jwt.jwksUrl).toBe('https://id.example/jwks');
+  });
+
+  it('warns about a public key or JWKS without JWT_ISSUER / JWT_AUDIENCE, not about a secret', () => {
+    const pem = '-----BEGIN PUBLIC KEY-----\\nabc\\n-----END PUBLIC KEY-----';
+    const jwks = 'https://id.example/.well-known/jwks.json';
+    expect(jwtWarnings(loadGatewayConfig({ JWT_SECRET: secret }).jwt)).toEqual([]);
+    expect(jwtWarnings(loadAdminConfig({ ADMIN_API_KEYS: 'k'.repeat(16) }).jwt)).toEqual([]);
+    expect(jwtWarnings(loadGatewayConfig({ JWT_PUBLIC_KEY: pem, JWT_ISSUER: 'https://id.example', JWT_AUDIENCE: 'rt' }).jwt)).toEqual([]);
+
+    const [both] = jwtWarnings(loadGatewayConfig({ JWT_JWKS_URL: jwks }).jwt);
+    expect(both?.variables).toEqual(['JWT_JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE']);
+    expect(both?.message).toMatch(/^JWT_JWKS_URL is set without JWT_ISSUER and JWT_AUDIENCE: tokens are accepted whatever their iss and aud/);
+    const [noAudience] = jwtWarnings(loadAdminConfig({ JWT_PUBLIC_KEY: pem, JWT_ISSUER: 'https://id.example' }).jwt);
+    expect(noAudience?.variables).toEqual(['JWT_PUBLIC_KEY', 'JWT_AUDIENCE']);
+    expect(noAudience?.message).toMatch(/^JWT_PUBLIC_KEY is set without JWT_AUDIENCE: tokens are accepted whatever their aud,/);
+    expect(jwtWarnings(loadGatewayConfig({ JWT_PUBLIC_KEY: pem, JWT_AUDIENCE: 'rt' }).jwt)[0]?.variables).toEqual(['JWT_PUBLIC_KEY', 'JWT_ISSUER']);
   });
 
   it('never echoes secret values', () => {

@@ -1,7 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { Emitter } from '@socket.io/redis-emitter';
 import { createVerifier, type TokenVerifier } from '@switchboard/auth';
-import { ConfigError, loadAdminConfig, type AdminConfig } from '@switchboard/config';
+import { ConfigError, jwtWarnings, loadAdminConfig, type AdminConfig } from '@switchboard/config';
 import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
 import { createProducer } from '@switchboard/producer';
 import { ioKey, type ServerToClientEvents } from '@switchboard/protocol';
@@ -20,6 +20,7 @@ try {
 }
 
 const logger = createLogger({ service: 'admin', level: config.logLevel, pod: config.podId });
+for (const w of jwtWarnings(config.jwt)) logger.warn({ variables: w.variables }, w.message);
 const metrics = createRegistry('admin', config.podId);
 // Commands fail fast while Redis is away: a request answers 503 instead of hanging.
 const redis = createRedis(config.redisUrl, 'admin', logger, { maxRetriesPerRequest: 1, commandTimeout: 5000 });
