@@ -4,3 +4,4 @@ export * from './read-model.js';
 export * from './redis.js';
 export * from './registry.js';
 export * from './inbox.js';
+export * from './server-check.js';

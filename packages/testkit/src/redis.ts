@@ -24,6 +24,8 @@ export interface StartRedisOptions {
   appendonly?: boolean;
   /** Ignore `REDIS_URL` and start a server. @default false */
   fresh?: boolean;
+  /** More `redis-server` arguments, e.g. `['--maxmemory', '100mb']` (local server only). */
+  serverArgs?: string[];
 }
 
 /**
@@ -33,7 +35,7 @@ export interface StartRedisOptions {
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisHandle> {
   const fromEnv = process.env.REDIS_URL;
   if (fromEnv && !options.fresh) return { url: fromEnv, kind: 'env', stop: async () => {} };
-  if (!options.appendonly && (await dockerEngineAnswers())) {
+  if (!options.appendonly && !options.serverArgs?.length && (await dockerEngineAnswers())) {
     const container = await startContainer().catch(() => undefined);
     if (container) return container;
   }
@@ -94,6 +96,7 @@ async function startLocalRedis(options: StartRedisOptions): Promise<RedisHandle>
     '--protected-mode', 'no',
     '--maxclients', '10000',
     '--loglevel', 'warning',
+    ...(options.serverArgs ?? []),
   ];
   let proc: ChildProcess | undefined;
   const url = `redis://127.0.0.1:${port}`;

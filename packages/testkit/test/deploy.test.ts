@@ -178,6 +178,8 @@ describe('docker-compose.yml', () => {
     const command = (name: string) => (obj(svc[name]).command as string[]).join(' ');
 
     expect(command('redis')).toContain('--appendonly yes');
+    // the services warn at start about a Redis that may evict keys, or has no maxmemory
+    expect(command('redis')).toMatch(/--maxmemory \d+mb --maxmemory-policy noeviction/);
     for (const i of [1, 2, 3]) {
       expect(command(`gateway-${i}`)).toBe('node services/gateway/dist/main.js');
       expect(env(`gateway-${i}`)).toMatchObject({ POD_ID: `gw-${i}`, REDIS_URL: 'redis://redis:6379' });
@@ -286,6 +288,18 @@ describe('k8s/', () => {
     const secret = obj(find('Secret', 'switchboard-secrets').stringData) as Record<string, string>;
     expect(Buffer.byteLength(secret.JWT_SECRET ?? '')).toBeLessThan(32);
     for (const key of (secret.ADMIN_API_KEYS ?? '').split(',')) expect(key.length).toBeLessThan(16);
+  });
+
+  it('Redis has maxmemory below its memory limit, and noeviction', () => {
+    const redis = files.flatMap((f) => parseAll(read('k8s', f)).map((d) => obj(d))).find((d) => d.kind === 'StatefulSet' && obj(d.metadata).name === 'redis');
+    const template = obj(obj(obj(redis).spec).template);
+    const [container] = arr(obj(template.spec).containers).map(obj);
+    const args = (container?.args as string[]).join(' ');
+    expect(args).toContain('--maxmemory-policy noeviction');
+    const maxmemoryMb = Number(/--maxmemory (\d+)mb/.exec(args)?.[1]);
+    const limitMi = Number(/^(\d+)Gi$/.exec(String(obj(obj(container?.resources).limits).memory))?.[1]) * 1024;
+    expect(maxmemoryMb).toBeGreaterThan(0);
+    expect(maxmemoryMb).toBeLessThan(limitMi);
   });
 });
 

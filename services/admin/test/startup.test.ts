@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { randomKeyPrefix, spawnService, type ServiceProcess } from '@switchboard/testkit';
+import { randomKeyPrefix, spawnService, startRedis, type ServiceProcess } from '@switchboard/testkit';
 
 describe('admin start-up warnings', () => {
   const started: ServiceProcess[] = [];
@@ -30,5 +30,18 @@ describe('admin start-up warnings', () => {
     expect(await admin.exited).toEqual({ code: 1, signal: null });
     expect(admin.output()).toMatch(/^Invalid configuration: JWT_JWKS_URL must be an https:\/\/ URL/);
     expect(admin.output()).not.toMatch(/\n\s+at /);
+  });
+
+  it('warns when Redis has no maxmemory, and starts', async () => {
+    const redis = await startRedis({ fresh: true });
+    try {
+      const admin = spawnService('admin', { REDIS_URL: redis.url, KEY_PREFIX: randomKeyPrefix(), ADMIN_API_KEYS: 'k'.repeat(16), PORT: '0', LOG_LEVEL: 'info' });
+      started.push(admin);
+      expect(await admin.waitForLog((l) => l.check === 'NO_MAXMEMORY')).toMatchObject({ level: 40 });
+      await admin.waitForLog((l) => /listening/i.test(l.msg ?? ''));
+      await admin.stop();
+    } finally {
+      await redis.stop();
+    }
   });
 });

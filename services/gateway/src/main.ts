@@ -2,7 +2,7 @@ import closeWithGrace from 'close-with-grace';
 import { createVerifier } from '@switchboard/auth';
 import { ConfigError, jwtWarnings, loadGatewayConfig } from '@switchboard/config';
 import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
-import { closeRedis, createRedis, InboxStore, keys, waitReady } from '@switchboard/store';
+import { closeRedis, createRedis, InboxStore, keys, verifyRedisServer, waitReady } from '@switchboard/store';
 import { createGateway } from './gateway.js';
 
 let config;
@@ -30,6 +30,7 @@ try {
   logger.fatal({ err, redis: safeRedisUrl(config.redisUrl) }, 'redis unreachable at start');
   process.exit(1);
 }
+if (!(await verifyRedisServer(redis, logger))) process.exit(1);
 
 const gateway = createGateway(
   {

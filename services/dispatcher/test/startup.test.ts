@@ -1,0 +1,18 @@
+import { describe, expect, it } from 'vitest';
+import { randomKeyPrefix, spawnService, startRedis } from '@switchboard/testkit';
+
+describe('dispatcher start-up checks of the Redis server', () => {
+  it('warns when Redis has no maxmemory, and starts', async () => {
+    const redis = await startRedis({ fresh: true });
+    const dispatcher = spawnService('dispatcher', { REDIS_URL: redis.url, KEY_PREFIX: randomKeyPrefix(), OPS_PORT: '0', LOG_LEVEL: 'info' });
+    try {
+      const line = await dispatcher.waitForLog((l) => l.check === 'NO_MAXMEMORY');
+      expect(line).toMatchObject({ level: 40, msg: expect.stringMatching(/^Redis maxmemory is 0/) });
+      await dispatcher.waitForLog((l) => l.msg === 'dispatcher started');
+      expect(await dispatcher.stop()).toEqual({ code: 0, signal: null });
+    } finally {
+      await dispatcher.stop('SIGKILL');
+      await redis.stop();
+    }
+  });
+});
