@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
 import { Registry as MetricsRegistry } from 'prom-client';
@@ -16,6 +16,7 @@ import {
 } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
 import { deleteKeys, randomKeyPrefix } from './prefix.js';
+import { spawnOwned } from './processes.js';
 import { freePort } from './redis.js';
 import { serviceMain } from './services.js';
 import { mintToken, TEST_JWT_SECRET, type TokenClaims } from './tokens.js';
@@ -169,7 +170,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const port = await freePort();
     const opsPort = await freePort();
     const env = baseEnv(index, port, opsPort);
-    const child = spawn(process.execPath, [serviceMain('gateway')], {
+    const child = spawnOwned(process.execPath, [serviceMain('gateway')], {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

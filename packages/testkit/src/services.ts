@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { spawnOwned } from './processes.js';
 
 export type ServiceName = 'gateway' | 'dispatcher' | 'admin';
 
@@ -41,7 +42,7 @@ export interface ServiceProcess {
  * (plus `PATH` and `HOST=127.0.0.1`), and collects what it writes.
  */
 export function spawnService(name: ServiceName, env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, [serviceMain(name)], {
+  const child = spawnOwned(process.execPath, [serviceMain(name)], {
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,7 +1,7 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startCluster, waitFor, type Cluster } from '@switchboard/testkit';
+import { spawnOwned, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
 
 /** Debian's Python, where `apt-get install python3-socketio python3-websocket` puts the modules. */
 const PYTHON = '/usr/bin/python3';
@@ -23,7 +23,7 @@ interface PythonUser {
 
 /** Runs socketio_client.py against `url`; the token travels in the environment, never argv or output. */
 function startPythonUser(url: string, token: string): PythonUser {
-  const child: ChildProcess = spawn(PYTHON, ['-u', SCRIPT, url], {
+  const child: ChildProcess = spawnOwned(PYTHON, ['-u', SCRIPT, url], {
     env: { PATH: process.env.PATH ?? '', SB_TOKEN: token },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
