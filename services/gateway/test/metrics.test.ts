@@ -37,6 +37,12 @@ describe('metrics', () => {
     expect(body).not.toContain('metrics-room');
   });
 
+  it('comes from a gateway process running on the Node of the test run', async () => {
+    // CI runs the suite on Node 20 and 24: the processes it starts must run on the same one
+    const body = await (await fetch(`${cluster.gateways[0]!.opsUrl}/metrics`)).text();
+    expect(/^switchboard_nodejs_version_info\{version="(v[^"]+)"/m.exec(body)?.[1]).toBe(process.version);
+  });
+
   it('is not served on the public port, which has health endpoints only', async () => {
     const g = cluster.gateways[0]!;
     expect((await fetch(`${g.url}/metrics`)).status).toBe(404);
