@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { Type } from '@sinclair/typebox';
+import { jwksUrlProblem } from '@switchboard/auth';
 import { DEFAULT_IDEMPOTENCY_WINDOW_SEC, DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
-import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, type Env } from './env.js';
+import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, shownValue, type Env } from './env.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -46,6 +47,21 @@ export interface JwtConfig {
   clockToleranceSec: number;
 }
 
+/**
+ * The schema only checks the scheme. A URL the Redis client cannot parse would fail later with
+ * an error that carries the whole URL, password included; refuse it here, redacted.
+ */
+function checkRedisUrl(value: string): void {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (!url) throw new ConfigError('REDIS_URL', `is not a valid URL${shownValue('REDIS_URL', value)}`);
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    throw new ConfigError('REDIS_URL', 'has a malformed %-escape in its user name or password');
+  }
+}
+
 function common(e: {
   REDIS_URL: string;
   KEY_PREFIX: string;
@@ -53,6 +69,7 @@ function common(e: {
   POD_ID?: string;
   SHUTDOWN_TIMEOUT_MS: number;
 }): CommonConfig {
+  checkRedisUrl(e.REDIS_URL);
   return {
     redisUrl: e.REDIS_URL,
     keyPrefix: e.KEY_PREFIX,
@@ -82,6 +99,8 @@ function jwt(
     if (required) throw new ConfigError('JWT_SECRET', 'is required (or JWT_PUBLIC_KEY, or JWT_JWKS_URL)');
     return undefined;
   }
+  const jwksProblem = e.JWT_JWKS_URL ? jwksUrlProblem(e.JWT_JWKS_URL) : undefined;
+  if (jwksProblem) throw new ConfigError('JWT_JWKS_URL', jwksProblem);
   const algorithms = list(e.JWT_ALGORITHMS);
   return {
     ...(e.JWT_SECRET ? { secret: e.JWT_SECRET } : {}),
@@ -176,7 +195,7 @@ function origins(value: string | undefined): string[] | '*' {
   const items = list(value);
   if (items.includes('*')) return '*';
   for (const o of items) {
-    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError('CORS_ORIGINS', `has an invalid origin "${o}"`);
+    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError('CORS_ORIGINS', `has an invalid origin${shownValue('CORS_ORIGINS', o)}`);
   }
   return items;
 }

@@ -6,3 +6,4 @@ export * from './registry.js';
 export * from './inbox.js';
 export * from './budget.js';
 export * from './notification-ledger.js';
+export * from './server-check.js';

@@ -5,3 +5,4 @@ export * from './redis.js';
 export * from './tokens.js';
 export * from './wait.js';
 export * from './vitest-context.js';
+export * from './processes.js';

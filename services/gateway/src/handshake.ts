@@ -65,9 +65,44 @@ function readCookie(header: string | undefined, name: string): string | undefine
   return undefined;
 }
 
-export function originAllowed(origin: string | undefined, allowed: GatewayConfig['corsOrigins']): boolean {
+const DEFAULT_PORTS: Readonly<Record<string, number>> = { 'http:': 80, 'ws:': 80, 'https:': 443, 'wss:': 443 };
+
+/** `host[:port]` of a Host header: the host in lower case (IPv6 in brackets), the port if given. */
+function parseHostHeader(host: string): { hostname: string; port?: number } | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]/@]+)(?::(\d{1,5}))?$/.exec(host.trim());
+  if (!m) return undefined;
+  return { hostname: m[1]!.toLowerCase(), ...(m[2] !== undefined ? { port: Number(m[2]) } : {}) };
+}
+
+/**
+ * Whether `origin` names the server the request was sent to: the same host (case-insensitive)
+ * and port, default ports normalised (http/ws 80, https/wss 443). A Host without a port means
+ * the default port of the origin's scheme: the Host header carries no scheme, and behind a
+ * TLS-terminating load balancer the gateway cannot tell which one the client used.
+ */
+export function sameOrigin(origin: string, host: string | undefined): boolean {
+  if (host === undefined || !URL.canParse(origin)) return false;
+  const o = new URL(origin);
+  const defaultPort = DEFAULT_PORTS[o.protocol];
+  const h = parseHostHeader(host);
+  if (defaultPort === undefined || !h || o.hostname === '') return false;
+  const originPort = o.port === '' ? defaultPort : Number(o.port);
+  return o.hostname === h.hostname && originPort === (h.port ?? defaultPort);
+}
+
+/**
+ * The origin check of every handshake (SPEC §2): no `Origin` is not a browser; an `Origin`
+ * equal to the request's own `Host` is same-origin (stock websocket clients such as
+ * python-socketio and Starscream send one); any other needs `CORS_ORIGINS`. `host` is the
+ * `Host` header, never `X-Forwarded-Host`, which any client can set.
+ */
+export function originAllowed(
+  origin: string | undefined,
+  host: string | undefined,
+  allowed: GatewayConfig['corsOrigins'],
+): boolean {
   if (origin === undefined) return true; // not a browser: origins only constrain browsers
-  if (allowed === '*') return true;
+  if (allowed === '*' || sameOrigin(origin, host)) return true;
   return allowed.includes(origin);
 }
 
@@ -113,8 +148,8 @@ export function createHandshake(deps: HandshakeDeps) {
   };
 
   async function identify(socket: GatewaySocket): Promise<HandshakeError | SocketData> {
-    const origin = socket.handshake.headers.origin;
-    if (!originAllowed(origin, config.corsOrigins)) {
+    const { origin, host } = socket.handshake.headers;
+    if (!originAllowed(origin, host, config.corsOrigins)) {
       return refuse('ORIGIN_FORBIDDEN', 'Origin not allowed');
     }
     if (!handshakes.take(clientAddress(socket.handshake, config.trustProxy))) {

@@ -48,7 +48,8 @@ export class SessionClock {
     this.sessions.set(socket.id, { socket, exp, generation });
     const expMs = exp * 1000;
     const warnMs = expMs - this.warningSec * 1000;
-    if (warnMs > Date.now()) this.push({ at: warnMs, socketId: socket.id, kind: 'warn', generation });
+    // a warning already due (a slow handshake, a short token) goes out at once: the client may still refresh
+    this.push({ at: warnMs, socketId: socket.id, kind: 'warn', generation });
     this.push({ at: expMs, socketId: socket.id, kind: 'expire', generation });
     this.arm();
   }

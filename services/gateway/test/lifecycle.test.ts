@@ -2,8 +2,26 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { TokenVerifier } from '@switchboard/auth';
 import { ReadModel } from '@switchboard/store';
-import { eventually, scrapeMetric, startRedis, type RedisHandle } from '@switchboard/testkit';
+import { eventually, scrapeMetric, startRedis, waitFor, type RedisHandle } from '@switchboard/testkit';
 import { startCluster, type Cluster } from '@switchboard/harness';
+
+describe('token expiry', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, env: { TOKEN_EXPIRY_WARNING_SEC: '60' } });
+  });
+  afterAll(() => cluster?.stop());
+
+  it('warns at once when the warning time had passed before the session started', async () => {
+    const token = await cluster.token({ sub: 'short-lived', expiresIn: 30 });
+    const s = cluster.socket({ sub: 'short-lived', token });
+    const warned = waitFor(s, 'session:expiring', 5000);
+    await waitFor(s, 'session:ready');
+    const { exp } = await warned;
+    expect(exp * 1000).toBeGreaterThan(Date.now());
+    expect(s.connected).toBe(true);
+  });
+});
 
 describe('nothing of a socket outlives it', () => {
   describe('a client that goes away while its registration waits for Redis', () => {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
 import { Registry as MetricsRegistry } from 'prom-client';
@@ -15,7 +15,7 @@ import {
   type SessionReady,
 } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
-import { deleteKeys, eventually, freePort, mintToken, randomKeyPrefix, TEST_JWT_SECRET, type TokenClaims } from '@switchboard/testkit';
+import { deleteKeys, eventually, freePort, mintToken, randomKeyPrefix, spawnOwned, TEST_JWT_SECRET, type TokenClaims } from '@switchboard/testkit';
 import { serviceMain } from './services.js';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -202,7 +202,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     } as ClusterGateway;
 
     const launch = async () => {
-      const child = spawn(process.execPath, [...(options.nodeArgs?.(index) ?? []), serviceMain('gateway')], {
+      const child = spawnOwned(process.execPath, [...(options.nodeArgs?.(index) ?? []), serviceMain('gateway')], {
         env: { ...process.env, ...env },
         stdio: ['ignore', 'ignore', 'pipe'],
       });
