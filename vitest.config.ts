@@ -8,12 +8,34 @@ import { defineConfig } from 'vitest/config';
  */
 const conditions = ['switchboard:source', ...defaultServerConditions];
 
+const ALL = ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'tests/*/test/**/*.test.ts'];
+
+/**
+ * The tests of what depends on the Redis topology (SPEC §8): rooms across pods, presence,
+ * reaping, history and recovery, notifications, admin stats, and stock clients. They run on
+ * standalone Redis with everything else, and again on a Sentinel group and on a Redis Cluster
+ * (sharded pub/sub, its default there), each started by the global setup for its project.
+ */
+const TOPOLOGY_TESTS = [
+  'services/gateway/test/cluster.test.ts',
+  'services/gateway/test/presence.test.ts',
+  'services/gateway/test/registry.test.ts',
+  'services/gateway/test/python-client.test.ts',
+  'packages/client/test/resume.test.ts',
+  'services/dispatcher/test/end-to-end.test.ts',
+  'services/admin/test/cluster.test.ts',
+];
+
+const project = (name: 'standalone' | 'sentinel' | 'cluster', include: string[]) => ({
+  extends: true as const,
+  test: { name, include, globalSetup: ['./vitest.global-setup.ts'] },
+});
+
 export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions } },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'tests/*/test/**/*.test.ts'],
-    globalSetup: ['./vitest.global-setup.ts'],
+    projects: [project('standalone', ALL), project('sentinel', TOPOLOGY_TESTS), project('cluster', TOPOLOGY_TESTS)],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',

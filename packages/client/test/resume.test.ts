@@ -16,7 +16,7 @@ describe('resume after a reconnect', () => {
 
   beforeAll(async () => {
     // publishers here send more than the default per-socket event rate
-    cluster = await startCluster({ redis: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redis'),
       gateways: 2,
       env: { RATE_LIMIT_PER_SEC: '10000', RATE_LIMIT_BURST: '10000' },
     });

@@ -78,6 +78,9 @@ export function createRedisClient(config: RedisConfig, role: string, logger: Red
       const clusterOptions: ClusterOptions = {
         redisOptions: { ...common, ...auth },
         scaleReads: 'master',
+        // during a failover nodes answer MOVED to the dead primary until a replica takes over:
+        // spacing the redirections lets the slot map catch up instead of failing the command fast
+        retryDelayOnMoved: 100,
         ...(options.enableOfflineQueue !== undefined ? { enableOfflineQueue: options.enableOfflineQueue } : {}),
         ...(options.lazyConnect ? { lazyConnect: true } : {}),
         ...(options.shardedSubscriber ? { shardedSubscribers: true } : {}),
@@ -121,7 +124,7 @@ export function queuePrefix(keyPrefix: string, cluster: boolean): string {
 
 const UNAVAILABLE_NAMES = new Set(['MaxRetriesPerRequestError', 'ConnectionClosedError', 'AbortError', 'ClusterAllFailedError', 'ReplicationTimeoutError']);
 const UNAVAILABLE_MESSAGE =
-  /connection is closed|stream isn't writeable|command timed out|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE|Failed to refresh slots cache|None of the sentinels|All sentinels are unreachable|^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|OOM|NOREPLICAS|BUSY)\b/i;
+  /connection is closed|stream isn't writeable|command timed out|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE|Failed to refresh slots cache|Too many Cluster redirections|None of the sentinels|All sentinels are unreachable|^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|OOM|NOREPLICAS|BUSY)\b/i;
 
 /**
  * Whether an error means "Redis cannot be reached or cannot serve right now" (retry later), as

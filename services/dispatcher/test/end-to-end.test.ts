@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createProducer, type Producer } from '@switchboard/producer';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { keys } from '@switchboard/store';
+import { closeRedis, createRedisClient, isCluster, keys, queuePrefix, type RedisClient } from '@switchboard/store';
 import { collect, eventually, waitFor } from '@switchboard/testkit';
 import { startCluster, type Cluster } from '@switchboard/harness';
 import { spawnDispatcher, type DispatcherProcess } from './helpers.js';
@@ -12,18 +12,21 @@ describe('notifications end to end: gateway processes, a dispatcher process, rea
   let dispatcher: DispatcherProcess;
   let producer: Producer;
   let plain: Queue;
+  let connection: RedisClient;
 
   beforeAll(async () => {
-    const redisUrl = inject('redisUrl');
-    cluster = await startCluster({ redis: redisUrl, gateways: 2, processes: true });
-    dispatcher = spawnDispatcher({ REDIS_URL: redisUrl, KEY_PREFIX: cluster.keyPrefix });
-    producer = createProducer({ connection: redisUrl, keyPrefix: cluster.keyPrefix });
-    plain = new Queue(NOTIFICATIONS_QUEUE, { connection: { url: redisUrl }, prefix: cluster.keyPrefix });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2, processes: true });
+    dispatcher = spawnDispatcher({ ...cluster.redisEnv, KEY_PREFIX: cluster.keyPrefix });
+    producer = createProducer({ connection: cluster.redisConfig, keyPrefix: cluster.keyPrefix });
+    // a backend service with plain BullMQ: its own client, the queue prefix in braces on Cluster (SPEC §6)
+    connection = createRedisClient(cluster.redisConfig, 'test-plain-bullmq', { warn: () => {} });
+    plain = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix: queuePrefix(cluster.keyPrefix, isCluster(connection)) });
     plain.on('error', () => {});
   });
   afterAll(async () => {
     await producer?.close();
     await plain?.close();
+    if (connection) await closeRedis(connection);
     await dispatcher?.kill('SIGTERM');
     await cluster?.stop();
   });

@@ -12,7 +12,7 @@ const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
 describe('handshake with an HS256 secret', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redis: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redis'),
       gateways: 1,
       env: { ALLOW_QUERY_TOKEN: 'true', TOKEN_COOKIE: 'sb_at', CORS_ORIGINS: 'https://app.example' },
     });
@@ -270,7 +270,7 @@ describe('handshake with a JWKS URL bound to an issuer', () => {
     });
     await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
-    cluster = await startCluster({ redis: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redis'),
       gateways: 1,
       env: { JWT_SECRET: '', JWT_JWKS_URL: url, JWT_ISSUER: 'https://id.ours.example', JWT_AUDIENCE: 'switchboard' },
     });

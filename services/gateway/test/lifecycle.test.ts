@@ -62,7 +62,7 @@ describe('nothing of a socket outlives it', () => {
     let cluster: Cluster;
     let hold: { reached: () => void; release: Promise<void> } | undefined;
     beforeAll(async () => {
-      cluster = await startCluster({ redis: inject('redisUrl'),
+      cluster = await startCluster({ redis: inject('redis'),
         gateways: 1,
         wrapVerifier: (v): TokenVerifier => ({
           ...v,

@@ -29,7 +29,7 @@ describe('dead pod reaping (kill -9 of a gateway process)', () => {
   let cluster: Cluster;
   const HEARTBEAT = 500;
   beforeAll(async () => {
-    cluster = await startCluster({ redis: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redis'),
       gateways: 3,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) },

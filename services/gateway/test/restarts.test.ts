@@ -22,7 +22,7 @@ async function reaperRounds(gateways: ClusterGateway[], n: number): Promise<void
 describe('a gateway killed and restarted under the same POD_ID', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redis: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redis'),
       gateways: 2,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT), MAX_CONNECTIONS_PER_USER: '1' },
@@ -112,7 +112,7 @@ describe('a clean shutdown that cannot reach Redis', () => {
 describe('a gateway reaped while alive (a stall longer than the bound)', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redis: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redis'),
       gateways: 2,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) },
@@ -167,7 +167,7 @@ describe('a gateway reaped while alive (a stall longer than the bound)', () => {
 describe('pods whose clocks disagree', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redis: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redis'),
       gateways: 2,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) },
