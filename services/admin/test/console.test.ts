@@ -1,6 +1,8 @@
 import { Writable } from 'node:stream';
+import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '@switchboard/observability';
+import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
 import { keys } from '@switchboard/store';
 import { freePort, mintToken, randomKeyPrefix, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
 import { schemas } from '../src/index.js';
@@ -377,6 +379,115 @@ describe('operator console: the /v1 API with the session cookie', () => {
     } finally {
       await limited.close();
     }
+  });
+});
+
+describe('operator console: Bull Board under the console', () => {
+  let cluster: Cluster;
+  let admin: TestAdmin;
+  let queue: Queue;
+  const logs = logSink();
+
+  beforeAll(async () => {
+    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1 });
+    admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, logger: logs.logger });
+    queue = new Queue(NOTIFICATIONS_QUEUE, { connection: { url: cluster.redisUrl }, prefix: cluster.keyPrefix });
+    queue.on('error', () => {});
+  });
+  afterAll(async () => {
+    await queue?.close();
+    await admin?.close();
+    await cluster?.stop();
+  });
+
+  it('sends anyone without a session to the sign-in, and answers 401 to its API', async () => {
+    for (const path of ['/console/queues', '/console/queues/', '/console/queues/queue/notifications']) {
+      const res = await fetch(`${admin.url}${path}`, { redirect: 'manual' });
+      expect(res.status, path).toBe(303);
+      expect(res.headers.get('location')).toBe('/console');
+    }
+    const api = await admin.call<ErrorAnswer>('GET', '/console/queues/api/queues', { auth: null });
+    expect(api.status).toBe(401);
+    assertShape(schemas.ErrorResponse, api.body);
+    // an API key is not a session: the queue UI is the console's
+    expect((await admin.call('GET', '/console/queues/api/queues')).status).toBe(401);
+  });
+
+  it('shows the notifications queue with job data summarised, and retries a failed job from this origin only', async () => {
+    const b = await signIn(admin, API_KEY);
+    const page = await fetch(`${admin.url}/console/queues/`, { headers: { cookie: b.cookie } });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain('<base href="/console/queues/"');
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).not.toMatch(/style-src[^;]*https:/);
+
+    const job = await queue.add('bad', { to: { nobody: true }, type: 'orders.shipped', data: { secret: 'keep-me-private' } }, { attempts: 1 });
+    // no dispatcher here: fail the job by hand, as a worker would
+    const worker = new Worker(
+      NOTIFICATIONS_QUEUE,
+      async () => {
+        throw new Error('delivery failed: test');
+      },
+      { connection: { url: cluster.redisUrl }, prefix: cluster.keyPrefix },
+    );
+    worker.on('error', () => {});
+    try {
+      await expect.poll(async () => (await job.getState()), { timeout: 10_000 }).toBe('failed');
+    } finally {
+      await worker.close();
+    }
+
+    const list = await fetch(`${admin.url}/console/queues/api/queues?activeQueue=notifications&status=failed&page=1&jobsPerPage=10`, {
+      headers: { cookie: b.cookie },
+    });
+    expect(list.status).toBe(200);
+    const body = await list.text();
+    expect(body).toContain(job.id!);
+    expect(body).toContain('delivery failed: test');
+    expect(body).toContain('orders.shipped');
+    expect(body).not.toContain('keep-me-private');
+
+    const retryPath = `/console/queues/api/queues/notifications/${job.id}/retry`;
+    const crossSite = await fetch(`${admin.url}${retryPath}`, { method: 'PUT', headers: { cookie: b.cookie, origin: 'http://evil.example' } });
+    expect(crossSite.status).toBe(403);
+    expect(await job.getState()).toBe('failed');
+    const noOrigin = await fetch(`${admin.url}${retryPath}`, { method: 'PUT', headers: { cookie: b.cookie } });
+    expect(noOrigin.status).toBe(403);
+
+    const retried = await fetch(`${admin.url}${retryPath}`, { method: 'PUT', headers: { cookie: b.cookie, origin: admin.url } });
+    expect(retried.status).toBe(204);
+    expect(await job.getState()).toBe('waiting');
+    expect(logs.lines.find((l) => l.msg === 'admin changed the queue from the queue UI')).toMatchObject({
+      principal: 'api-key#0',
+      action: 'PUT /api/queues/:queueName/:jobId/retry',
+    });
+  });
+
+  it('refuses the actions the console does not offer', async () => {
+    const b = await signIn(admin, API_KEY);
+    const job = await queue.add('keep', { to: { userId: 'someone' }, type: 'kept' }, { delay: 60_000 });
+    const headers = { cookie: b.cookie, origin: admin.url, 'content-type': 'application/json' };
+    const calls: [string, string, unknown][] = [
+      ['POST', '/console/queues/api/queues/notifications/add', { name: 'x', data: { to: { broadcast: true }, type: 'x' } }],
+      ['PATCH', `/console/queues/api/queues/notifications/${job.id}/update-data`, { jobData: { to: { broadcast: true }, type: 'x' } }],
+      ['PUT', '/console/queues/api/queues/notifications/obliterate', {}],
+    ];
+    for (const [method, path, body] of calls) {
+      const res = await fetch(`${admin.url}${path}`, { method, headers, body: JSON.stringify(body) });
+      expect(res.status, path).toBe(403);
+      expect(await res.json()).toEqual({ error: { code: 'FORBIDDEN', message: 'This action is not offered by the console' } });
+    }
+    expect((await job.getState())).toBe('delayed');
+    expect((await queue.getJob(job.id!))?.data).toEqual({ to: { userId: 'someone' }, type: 'kept' });
+    expect(await queue.count()).toBeGreaterThan(0);
+  });
+
+  it('keeps the queue UI out of the OpenAPI document', async () => {
+    const doc = await admin.call<{ paths: Record<string, unknown> }>('GET', '/openapi.json', { auth: null });
+    expect(Object.keys(doc.body.paths).filter((p) => p.startsWith('/console/'))).toEqual(['/console/session']);
   });
 });
 

@@ -12,6 +12,7 @@ import {
   ConsoleSignInBody,
   errorResponses,
 } from '../../schemas.js';
+import queueUi, { QUEUE_UI_PATH } from './queue-ui.js';
 
 export interface ConsoleRouteOptions {
   /** The gateways' heartbeat interval, handed to the page for the pod states. */
@@ -51,10 +52,11 @@ const HTML = { description: 'HTML page', content: { 'text/html': { schema: { typ
 
 /**
  * The operator console (SPEC §7 `GET /console`): a page served from this origin that calls the
- * `/v1` API with a session cookie, and the sign-in and sign-out routes.
+ * `/v1` API with a session cookie, the sign-in and sign-out routes, and Bull Board for the queue.
  *
  * CSRF: the cookie is `SameSite=Strict`, and a state-changing request made with it must carry an
- * `Origin` naming this service and the session's `X-CSRF-Token`.
+ * `Origin` naming this service and the session's `X-CSRF-Token` (Bull Board's own calls cannot
+ * carry the token: they get the `Origin` check).
  */
 const consoleRoutes: FastifyPluginAsyncTypebox<ConsoleRouteOptions> = async (app, { heartbeatIntervalMs }) => {
   const page = readFileSync(`${CONSOLE_DIR}index.html`, 'utf8');
@@ -180,6 +182,7 @@ const consoleRoutes: FastifyPluginAsyncTypebox<ConsoleRouteOptions> = async (app
     },
   );
 
+  await app.register(queueUi, { prefix: QUEUE_UI_PATH });
 };
 
 export default consoleRoutes;
