@@ -1,6 +1,7 @@
 export * from './cluster.js';
 export * from './haproxy.js';
 export * from './prefix.js';
+export * from './processes.js';
 export * from './redis.js';
 export * from './services.js';
 export * from './tokens.js';
