@@ -131,9 +131,12 @@ export async function startAdminProcess(options: ServiceProcessOptions & { apiKe
   });
 }
 
-/** `scripts/demo-server.mjs`, the demo page's server, minting tokens with the test JWT secret. */
-export async function startDemoServer(options: { lbUrl: string; env?: Record<string, string> }): Promise<ProcessHandle> {
-  const port = await freePort();
+/**
+ * `scripts/demo-server.mjs`, the demo page's server, minting tokens with the test JWT secret.
+ * `port` lets the gateways' CORS_ORIGINS name the page's origin before it runs.
+ */
+export async function startDemoServer(options: { lbUrl: string; port?: number; env?: Record<string, string> }): Promise<ProcessHandle> {
+  const port = options.port ?? (await freePort());
   return startProcess({
     name: 'demo-server',
     script: fileURLToPath(new URL('../../../scripts/demo-server.mjs', import.meta.url)),
