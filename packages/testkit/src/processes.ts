@@ -29,6 +29,11 @@ export interface StartProcessOptions {
   port: number;
   /** Polled on `http://127.0.0.1:<port>` until it answers 200. */
   readyPath: string;
+  /**
+   * A line the process prints once it listens, required as well: proof that the answer came from
+   * this process and not from another one that took the port since it was found free.
+   */
+  readyLine?: RegExp;
   /** @default 15000 */
   timeoutMs?: number;
 }
@@ -40,8 +45,12 @@ export async function startProcess(options: StartProcessOptions): Promise<Proces
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
+  const { readyLine } = options;
+  let sawReadyLine = readyLine === undefined;
   const keep = (chunk: Buffer) => {
-    lines.push(...chunk.toString().split('\n').filter(Boolean));
+    const fresh = chunk.toString().split('\n').filter(Boolean);
+    if (readyLine && fresh.some((line) => readyLine.test(line))) sawReadyLine = true;
+    lines.push(...fresh);
     if (lines.length > 60) lines.splice(0, lines.length - 60);
   };
   child.stdout?.on('data', keep);
@@ -62,6 +71,7 @@ export async function startProcess(options: StartProcessOptions): Promise<Proces
     await Promise.race([
       eventually(
         async () => {
+          if (!sawReadyLine) return false;
           const res = await fetch(`${url}${options.readyPath}`, { signal: AbortSignal.timeout(1000) });
           await res.body?.cancel();
           return res.ok;
@@ -142,6 +152,7 @@ export async function startDemoServer(options: { lbUrl: string; port?: number; e
     script: fileURLToPath(new URL('../../../scripts/demo-server.mjs', import.meta.url)),
     port,
     readyPath: '/healthz',
+    readyLine: /^demo-server: http:\/\//,
     env: {
       DEMO_HOST: '127.0.0.1',
       DEMO_PORT: String(port),

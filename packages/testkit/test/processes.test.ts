@@ -1,6 +1,8 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
-import { freePort, randomKeyPrefix, startAdminProcess, startDispatcherProcess, startProcess } from '../src/index.js';
+import { freePort, randomKeyPrefix, startAdminProcess, startDemoServer, startDispatcherProcess, startProcess } from '../src/index.js';
 
 describe('service processes', () => {
   it('starts the dispatcher from dist/main.js, ready when it says so, and stops it cleanly', async () => {
@@ -31,5 +33,16 @@ describe('service processes', () => {
     await expect(started).rejects.toThrow(/timed out after 500 ms waiting for never-ready to be ready[\s\S]*demo-server: http:/);
     // nothing is left listening
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+  });
+
+  it('is not fooled by another server that took the port: the demo server must say it listens', async () => {
+    const squatter = createServer((_req, res) => res.writeHead(200).end('{}'));
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const { port } = squatter.address() as AddressInfo;
+    try {
+      await expect(startDemoServer({ lbUrl: 'http://127.0.0.1:1', port })).rejects.toThrow(/demo-server exited \(1\)[\s\S]*cannot listen/);
+    } finally {
+      squatter.close();
+    }
   });
 });
