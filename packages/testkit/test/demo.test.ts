@@ -1,5 +1,6 @@
+import { createServer, type AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { accessibilityViolations, launchBrowser, screenshot } from '../src/browser.js';
 import {
   freePort,
@@ -28,17 +29,24 @@ describe('the demo page with two users', () => {
   let bob: Page;
 
   beforeAll(async () => {
-    const demoPort = await freePort();
+    // The gateways must know the page's origin before the page's server runs: hold its port
+    // until then, so no other process of a parallel test takes it meanwhile.
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const demoPort = (holder.address() as AddressInfo).port;
     cluster = await startCluster({
       redisUrl: inject('redisUrl'),
       gateways: 2,
       processes: true,
-      env: { CORS_ORIGINS: `http://127.0.0.1:${demoPort}`, TRUST_PROXY: 'true' },
+      // The default heartbeat: at the harness's 1 s, a gateway stalled for 2 s on a busy machine is
+      // reaped, and its users look offline for a moment.
+      env: { CORS_ORIGINS: `http://127.0.0.1:${demoPort}`, TRUST_PROXY: 'true', HEARTBEAT_INTERVAL_MS: '5000' },
     });
     lb = await startHaproxy({ gateways: cluster.gateways.map((g) => `127.0.0.1:${g.port}`) });
     const services = { redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix };
     dispatcher = await startDispatcherProcess(services);
     admin = await startAdminProcess({ ...services, apiKeys: [API_KEY] });
+    await new Promise<void>((resolve) => holder.close(() => resolve()));
     demo = await startDemoServer({ lbUrl: lb.url, port: demoPort, env: { DEMO_ADMIN_URL: admin.url, DEMO_ADMIN_API_KEY: API_KEY } });
     browser = await launchBrowser();
     const page = async () => (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
@@ -54,6 +62,16 @@ describe('the demo page with two users', () => {
 
   const text = (page: Page, selector: string) => page.locator(selector).innerText();
 
+  // What each page logged (its "Events and errors" panel), when a step fails.
+  afterEach(async (context) => {
+    if (context.task.result?.state !== 'fail') return;
+    for (const [who, page] of [['alice', alice], ['bob', bob]] as const) {
+      const log = await page.locator('#log').innerText({ timeout: 1000 }).catch(() => '(no page)');
+      console.error(`--- ${who}'s page log ---\n${log}`);
+    }
+    console.error(`--- demo server ---\n${demo.output()}`);
+  });
+
   async function connect(page: Page, user: string, name: string): Promise<void> {
     await page.goto(demo.url);
     await page.getByLabel('User id', { exact: true }).fill(user);
@@ -66,7 +84,7 @@ describe('the demo page with two users', () => {
   async function join(page: Page, room: string): Promise<void> {
     await page.getByLabel('Room', { exact: true }).fill(room);
     await page.getByRole('button', { name: 'Join' }).click();
-    await page.locator('#messages li.system', { hasText: `joined ${room}` }).waitFor();
+    await page.locator('#messages li.system', { hasText: `joined ${room}` }).waitFor({ timeout: 10_000 });
   }
 
   it('two users join one room, and the member count follows them both ways', async () => {

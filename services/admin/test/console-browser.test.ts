@@ -19,6 +19,7 @@ import {
 import { accessibilityViolations, launchBrowser, screenshot } from '@switchboard/testkit/browser';
 
 const API_KEY = 'console-browser-key-0123456789abcdef';
+const HEARTBEAT_MS = 5000;
 
 /**
  * The console in a real browser against a cluster run the way `scripts/cluster.sh` runs it:
@@ -37,11 +38,17 @@ describe('operator console in a browser', () => {
   const cspViolations: string[] = [];
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, processes: true, env: { TRUST_PROXY: 'true' } });
+    // The default heartbeat: at the harness's 1 s, a gateway stalled for 2 s on a busy machine is reaped.
+    cluster = await startCluster({
+      redisUrl: inject('redisUrl'),
+      gateways: 2,
+      processes: true,
+      env: { TRUST_PROXY: 'true', HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) },
+    });
     lb = await startHaproxy({ gateways: cluster.gateways.map((g) => `127.0.0.1:${g.port}`) });
     const services = { redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix };
     dispatcher = await startDispatcherProcess(services);
-    admin = await startAdminProcess({ ...services, apiKeys: [API_KEY], env: { HEARTBEAT_INTERVAL_MS: '1000' } });
+    admin = await startAdminProcess({ ...services, apiKeys: [API_KEY], env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) } });
     queue = new Queue(NOTIFICATIONS_QUEUE, { connection: { url: cluster.redisUrl }, prefix: cluster.keyPrefix });
     queue.on('error', () => {});
     browser = await launchBrowser();
