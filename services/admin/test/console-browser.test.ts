@@ -164,6 +164,14 @@ describe('operator console in a browser', () => {
     await expect.poll(() => text('#user-result')).toBe('Disconnect sent to every pod: 1 socket of dora@example.com.');
     await page.getByRole('button', { name: 'Refresh' }).click();
     await expect.poll(() => text('#user-online'), { timeout: 10_000 }).toBe('no');
+
+    // nobody by that name: the page says so
+    await page.goto(`${admin.url}/console#users/nobody-ever`);
+    await expect.poll(() => text('#user-result')).toBe('nobody-ever is neither online nor remembered.');
+    expect(await page.getByRole('button', { name: 'Disconnect every socket' }).isDisabled()).toBe(true);
+    await page.getByLabel('User id, or how it starts').fill('no one');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => text('#users-error')).toBe('A user id has at most 128 characters of A–Z a–z 0–9 . _ : @ -');
   });
 
   it('lists rooms by prefix, shows a room’s members, and publishes a server message a client receives', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -214,6 +215,33 @@ describe('operator console: page and sign-in', () => {
     // no cookie at all: the API's usual answer
     const none = await admin.call<ErrorAnswer>('GET', '/v1/stats', { auth: null });
     expect(none.body.error.message).toBe('Bearer credentials required');
+  });
+
+  it('drops a stored session that is unreadable, of another shape, or past its end, and answers 401', async () => {
+    const id = 'C'.repeat(43);
+    const key = keys(cluster.keyPrefix).consoleSession(createHash('sha256').update(id).digest('hex'));
+    const cookie = `sb_console=${id}`;
+    const past = { v: 1, principal: { kind: 'token', sub: 'ops' }, csrf: 'x', expiresAt: Date.now() - 1000 };
+    for (const stored of ['not json', JSON.stringify({ v: 2, principal: { kind: 'root' } }), JSON.stringify(past)]) {
+      await cluster.redis.set(key, stored, 'EX', 60);
+      const res = await admin.call<ErrorAnswer>('GET', '/v1/stats', { auth: null, headers: { cookie } });
+      expect(res.status, stored).toBe(401);
+      expect(await cluster.redis.exists(key)).toBe(0);
+    }
+    // the same record, still valid, is a session
+    await cluster.redis.set(key, JSON.stringify({ ...past, expiresAt: Date.now() + 60_000 }), 'EX', 60);
+    expect((await admin.call<SessionView>('GET', '/console/session', { auth: null, headers: { cookie } })).body.principal).toBe('token:ops');
+  });
+
+  it('refuses a session for a token that expired within the clock tolerance', async () => {
+    // jose accepts it (5 s tolerance), but it has no time left to give a session
+    const token = await mintToken({ sub: 'late', roles: ['admin'], expiresIn: -2 });
+    const res = await admin.call<ErrorAnswer>('POST', '/console/session', { auth: null, body: { credential: token }, headers: { origin: admin.url } });
+    expect(res.status).toBe(401);
+    expect(res.body.error).toEqual({ code: 'UNAUTHORIZED', message: 'Access token expired' });
+    expect(res.headers.get('set-cookie')).toBeNull();
+    // the verifier took it: the refusal is the session's
+    expect(logs.lines.filter((l) => l.reason === 'AUTH_EXPIRED')).toEqual([]);
   });
 
   it('signs out: the session is gone from Redis, the cookie is cleared and no longer works', async () => {
@@ -511,6 +539,10 @@ describe('operator console without Redis', () => {
       expect(stats.status).toBe(503);
       const session = await admin.call<ErrorAnswer>('GET', '/console/session', { auth: null, headers: { cookie } });
       expect(session.status).toBe(503);
+      // Bull Board's routes answer in the API's format too
+      const board = await admin.call<ErrorAnswer>('GET', '/console/queues/api/queues', { auth: null, headers: { cookie } });
+      expect(board.status).toBe(503);
+      expect(board.body.error).toEqual({ code: 'UNAVAILABLE', message: 'Redis is unavailable, retry later' });
     } finally {
       await admin.close();
     }
