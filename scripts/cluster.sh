@@ -174,7 +174,8 @@ if [[ -z ${REDIS_URL:-} ]]; then
   rm -rf "$STATE/redis"
   mkdir -p "$STATE/redis"
   start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STATE/redis" \
-    --save "" --appendonly no --protected-mode yes --daemonize no
+    --save "" --appendonly no --protected-mode yes --daemonize no \
+    --maxmemory 256mb --maxmemory-policy noeviction
   REDIS_URL=redis://127.0.0.1:$REDIS_PORT
   checks+=(redis "${pids[-1]}" "$REDIS_URL")
   redis_note="(started by this script, data not kept)"

@@ -57,6 +57,9 @@ export async function startPods({ kind, script: override, count, redisUrl, keyPr
           MAX_CONNECTIONS_PER_USER: '100',
           // Every bench client connects from 127.0.0.1: lift the gateway's per-address handshake limit.
           HANDSHAKE_RATE_PER_SEC: '100000',
+          // One publisher offers the whole load: lift the per-user publish budget.
+          PUBLISH_BUDGET_MESSAGES: '100000000',
+          PUBLISH_BUDGET_BYTES: '100000000000',
           ...env,
         },
       });

@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { minSecretBytes, resolveAlgorithms, type PublicKeyKind } from './algorithms.js';
+import { jwksUrlProblem } from './jwks-url.js';
 
 /** Verification key material, resolved and checked once when a verifier is created. */
 export type KeyMaterial =
@@ -83,9 +84,7 @@ function publicKeyKind(key: KeyObject): PublicKeyKind {
 }
 
 function parseJwksUrl(value: string): URL {
-  const url = URL.canParse(value) ? new URL(value) : undefined;
-  if (url?.protocol !== 'https:' && url?.protocol !== 'http:') {
-    throw new Error('JWT_JWKS_URL must be an http(s) URL');
-  }
-  return url;
+  const problem = jwksUrlProblem(value);
+  if (problem !== undefined) throw new Error(`JWT_JWKS_URL ${problem}`);
+  return new URL(value);
 }

@@ -12,7 +12,10 @@ export interface VerifierOptions {
   secret?: string;
   /** PEM public key (JWT_PUBLIC_KEY): SPKI `PUBLIC KEY`, PKCS#1 `RSA PUBLIC KEY`, or an X.509 `CERTIFICATE`. */
   publicKey?: string;
-  /** JWKS URL (JWT_JWKS_URL); the key set is fetched on first use and cached. */
+  /**
+   * JWKS URL (JWT_JWKS_URL); the key set is fetched on first use and cached. `https://`, or
+   * plain `http://` on a loopback host only (localhost, 127.0.0.0/8, ::1).
+   */
   jwksUrl?: string;
   /**
    * Algorithm allow-list (JWT_ALGORITHMS). HS* only with `secret`; `none` is never allowed.
@@ -66,8 +69,9 @@ type TokenKind = keyof typeof MESSAGES;
  * Creates a verifier from one of a shared secret, a PEM public key or a JWKS URL. All key and
  * algorithm checks happen here, so a bad configuration fails at startup.
  * @throws Error for an invalid configuration: not exactly one key source, a secret shorter than
- *   32 bytes, an unusable PEM, a non-http(s) JWKS URL, or a JWT_ALGORITHMS list that is empty,
- *   contains `none`, mixes HS* with a public key / JWKS, or does not fit the key.
+ *   32 bytes, an unusable PEM, a JWKS URL that is neither https:// nor http:// on a loopback
+ *   host, or a JWT_ALGORITHMS list that is empty, contains `none`, mixes HS* with a public key /
+ *   JWKS, or does not fit the key.
  */
 export function createVerifier(options: VerifierOptions): TokenVerifier {
   const material = loadKeyMaterial(options);

@@ -1,6 +1,6 @@
 import { exportSPKI, generateKeyPair } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createVerifier } from '../src/index.js';
+import { createVerifier, isLoopbackHost, jwksUrlProblem } from '../src/index.js';
 import { SECRET } from './helpers.js';
 
 describe('createVerifier configuration', () => {
@@ -71,6 +71,29 @@ describe('createVerifier configuration', () => {
   it('refuses a JWKS URL that is not http(s)', () => {
     expect(() => createVerifier({ jwksUrl: 'file:///etc/jwks.json' })).toThrow(/JWT_JWKS_URL/);
     expect(() => createVerifier({ jwksUrl: 'not a url' })).toThrow(/JWT_JWKS_URL/);
+  });
+
+  it('refuses a JWKS URL over plain http except on a loopback host', () => {
+    for (const url of ['http://keys.example/jwks.json', 'http://10.0.0.7:8080/jwks', 'http://[::ffff:7f00:1]/jwks', 'http://localhost.example/jwks']) {
+      expect(() => createVerifier({ jwksUrl: url }), url).toThrow(
+        'JWT_JWKS_URL must be an https:// URL (plain http:// only on a loopback host: localhost, 127.0.0.0/8, ::1)',
+      );
+    }
+    for (const url of ['https://keys.example/jwks.json', 'http://127.0.0.1:8080/jwks', 'http://127.3.2.1/jwks', 'http://[::1]:9/jwks', 'http://LOCALHOST/jwks']) {
+      expect(() => createVerifier({ jwksUrl: url }), url).not.toThrow();
+    }
+  });
+
+  it('recognises loopback hosts as URL gives them, and nothing else', () => {
+    const host = (url: string) => new URL(url).hostname;
+    expect(isLoopbackHost(host('http://127.1/'))).toBe(true); // URL normalises it to 127.0.0.1
+    expect(isLoopbackHost(host('http://[0:0:0:0:0:0:0:1]/'))).toBe(true);
+    expect(isLoopbackHost('::1')).toBe(true);
+    expect(isLoopbackHost(host('http://128.0.0.1/'))).toBe(false);
+    expect(isLoopbackHost(host('http://127.0.0.1.nip.io/'))).toBe(false);
+    expect(isLoopbackHost(host('http://[::2]/'))).toBe(false);
+    expect(jwksUrlProblem('ftp://keys.example/jwks')).toBe('must be an http(s) URL');
+    expect(jwksUrlProblem('https://keys.example/jwks')).toBeUndefined();
   });
 
   it('refuses a negative clock tolerance', () => {

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, inject, it } from 'vitest';
-import { eventually, startCluster, type Cluster } from '@switchboard/testkit';
+import { eventually } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import { InboxStore, keys } from '@switchboard/store';
 import {
   SwitchboardClientError,

@@ -1,4 +1,5 @@
-import type { Cluster, TokenClaims } from '@switchboard/testkit';
+import type { Cluster } from '@switchboard/harness';
+import type { TokenClaims } from '@switchboard/testkit';
 import type { ServerToClientEvents } from '@switchboard/protocol';
 import { createClient, type ClientOptions, type SwitchboardClient } from '../src/index.js';
 

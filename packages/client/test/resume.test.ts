@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { eventually, mintRoomToken, startCluster, type Cluster } from '@switchboard/testkit';
+import { eventually, mintRoomToken } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import {
   compareMessageIds,
   type RoomHistoryResult,

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { eventually, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
+import { eventually, waitFor } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import { clientFactory, expiryMs, next, record } from './helpers.js';
 
 describe('tokens', () => {

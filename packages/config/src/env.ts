@@ -28,11 +28,37 @@ export function parseEnv<P extends TProperties>(schema: TObject<P>, env: Env): S
   const first = Value.Errors(schema, value).First();
   if (first) {
     const variable = first.path.split('/')[1] ?? '(environment)';
-    const got = picked[variable];
-    const shown = typeof got === 'string' && !/SECRET|KEY|PASSWORD|TOKEN/i.test(variable) ? ` (got "${got}")` : '';
-    throw new ConfigError(variable, `${first.message}${shown}`);
+    throw new ConfigError(variable, `${first.message}${shownValue(variable, picked[variable])}`);
   }
   return value as Static<TObject<P>>;
+}
+
+/** Variables whose values are never shown, whatever they hold. */
+const SECRET_NAME = /SECRET|KEY|PASSWORD|TOKEN/i;
+
+/**
+ * ` (got "…")` for an error message about `variable`, or nothing for a secret-named variable.
+ * Credentials inside the value are hidden by {@link redactCredentials}.
+ */
+export function shownValue(variable: string, value: unknown): string {
+  if (typeof value !== 'string' || SECRET_NAME.test(variable)) return '';
+  return ` (got "${redactCredentials(value)}")`;
+}
+
+/** `scheme:/` or `scheme://` at the start of a value (`user:pw@…` has no scheme). */
+const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/{1,2}/;
+
+/**
+ * A value safe to echo: everything between a URL's scheme and the last `@` (the userinfo:
+ * user name and password) becomes `***`. Works on malformed URLs too, which is when the value
+ * gets echoed: `redis//:pw@host` → `***@host`, `redis://u:p@ss@host:x` → `redis://***@host:x`.
+ */
+export function redactCredentials(value: string): string {
+  const at = value.lastIndexOf('@');
+  if (at < 0) return value;
+  const scheme = SCHEME.exec(value)?.[0] ?? '';
+  if (at < scheme.length) return value;
+  return `${scheme}***${value.slice(at)}`;
 }
 
 export const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def });

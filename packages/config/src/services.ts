@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { Type } from '@sinclair/typebox';
-import { DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
-import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, type Env } from './env.js';
+import { jwksUrlProblem } from '@switchboard/auth';
+import { DEFAULT_IDEMPOTENCY_WINDOW_SEC, DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
+import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, shownValue, type Env } from './env.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -46,6 +47,21 @@ export interface JwtConfig {
   clockToleranceSec: number;
 }
 
+/**
+ * The schema only checks the scheme. A URL the Redis client cannot parse would fail later with
+ * an error that carries the whole URL, password included; refuse it here, redacted.
+ */
+function checkRedisUrl(value: string): void {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (!url) throw new ConfigError('REDIS_URL', `is not a valid URL${shownValue('REDIS_URL', value)}`);
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    throw new ConfigError('REDIS_URL', 'has a malformed %-escape in its user name or password');
+  }
+}
+
 function common(e: {
   REDIS_URL: string;
   KEY_PREFIX: string;
@@ -53,6 +69,7 @@ function common(e: {
   POD_ID?: string;
   SHUTDOWN_TIMEOUT_MS: number;
 }): CommonConfig {
+  checkRedisUrl(e.REDIS_URL);
   return {
     redisUrl: e.REDIS_URL,
     keyPrefix: e.KEY_PREFIX,
@@ -82,6 +99,8 @@ function jwt(
     if (required) throw new ConfigError('JWT_SECRET', 'is required (or JWT_PUBLIC_KEY, or JWT_JWKS_URL)');
     return undefined;
   }
+  const jwksProblem = e.JWT_JWKS_URL ? jwksUrlProblem(e.JWT_JWKS_URL) : undefined;
+  if (jwksProblem) throw new ConfigError('JWT_JWKS_URL', jwksProblem);
   const algorithms = list(e.JWT_ALGORITHMS);
   return {
     ...(e.JWT_SECRET ? { secret: e.JWT_SECRET } : {}),
@@ -115,7 +134,11 @@ const GatewayEnv = Type.Object({
   HANDSHAKE_RATE_PER_SEC: PositiveInt(50),
   TRUST_PROXY: Bool(false),
   HISTORY_MAX_LENGTH: PositiveInt(200, 0),
+  HISTORY_MAX_BYTES: PositiveInt(1024 * 1024, 1024),
   HISTORY_TTL_SEC: PositiveInt(86_400),
+  PUBLISH_BUDGET_MESSAGES: PositiveInt(100),
+  PUBLISH_BUDGET_BYTES: PositiveInt(1024 * 1024, 16),
+  PUBLISH_BUDGET_WINDOW_SEC: PositiveInt(10),
 });
 
 export interface GatewayLimits {
@@ -133,6 +156,21 @@ export interface GatewayLimits {
   rateBurst: number;
   /** New handshakes per second per client address on one pod. @default 50 */
   handshakeRatePerSec: number;
+  /**
+   * What one user may publish to rooms per window, across the cluster, whatever the number of
+   * connections. @default 100 messages and 1 MiB per 10 s
+   */
+  publishBudget: { messages: number; bytes: number; windowMs: number };
+}
+
+/** Room history bounds, shared by the gateway and the admin API (both publish). */
+export interface HistoryConfig {
+  /** Messages kept per room (0 turns history off). @default 200 */
+  maxLength: number;
+  /** Bytes of messages kept per room; the oldest go first. @default 1048576 */
+  maxBytes: number;
+  /** @default 86400 */
+  ttlSec: number;
 }
 
 export interface GatewayConfig extends CommonConfig {
@@ -150,20 +188,23 @@ export interface GatewayConfig extends CommonConfig {
   /** Take the client address from `X-Forwarded-For` (behind a trusted load balancer). */
   trustProxy: boolean;
   limits: GatewayLimits;
-  history: { maxLength: number; ttlSec: number };
+  history: HistoryConfig;
 }
 
 function origins(value: string | undefined): string[] | '*' {
   const items = list(value);
   if (items.includes('*')) return '*';
   for (const o of items) {
-    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError('CORS_ORIGINS', `has an invalid origin "${o}"`);
+    if (!/^https?:\/\/[^/\s]+$/.test(o)) throw new ConfigError('CORS_ORIGINS', `has an invalid origin${shownValue('CORS_ORIGINS', o)}`);
   }
   return items;
 }
 
 export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
   const e = parseEnv(GatewayEnv, env);
+  if (e.PUBLISH_BUDGET_BYTES < e.MAX_PAYLOAD_BYTES) {
+    throw new ConfigError('PUBLISH_BUDGET_BYTES', `must be at least MAX_PAYLOAD_BYTES (${e.MAX_PAYLOAD_BYTES}), or no message of the largest size could be published`);
+  }
   return {
     ...common(e),
     port: e.PORT,
@@ -185,9 +226,18 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
       ratePerSec: e.RATE_LIMIT_PER_SEC,
       rateBurst: e.RATE_LIMIT_BURST,
       handshakeRatePerSec: e.HANDSHAKE_RATE_PER_SEC,
+      publishBudget: {
+        messages: e.PUBLISH_BUDGET_MESSAGES,
+        bytes: e.PUBLISH_BUDGET_BYTES,
+        windowMs: e.PUBLISH_BUDGET_WINDOW_SEC * 1000,
+      },
     },
-    history: { maxLength: e.HISTORY_MAX_LENGTH, ttlSec: e.HISTORY_TTL_SEC },
+    history: history(e),
   };
+}
+
+function history(e: { HISTORY_MAX_LENGTH: number; HISTORY_MAX_BYTES: number; HISTORY_TTL_SEC: number }): HistoryConfig {
+  return { maxLength: e.HISTORY_MAX_LENGTH, maxBytes: e.HISTORY_MAX_BYTES, ttlSec: e.HISTORY_TTL_SEC };
 }
 
 const DispatcherEnv = Type.Object({
@@ -199,6 +249,7 @@ const DispatcherEnv = Type.Object({
   INBOX_TTL_SEC: PositiveInt(30 * 86_400),
   STALLED_INTERVAL_MS: PositiveInt(30_000, 100),
   REDIS_DOWN_EXIT_MS: PositiveInt(30_000, 100),
+  IDEMPOTENCY_WINDOW_SEC: PositiveInt(DEFAULT_IDEMPOTENCY_WINDOW_SEC),
 });
 
 export interface DispatcherConfig extends CommonConfig {
@@ -209,6 +260,8 @@ export interface DispatcherConfig extends CommonConfig {
   stalledIntervalMs: number;
   /** Exit non-zero when Redis stays unreachable this long. @default 30000 */
   redisDownExitMs: number;
+  /** A notification id is delivered at most once this long (SPEC §6). @default 86400 */
+  idempotencyWindowSec: number;
 }
 
 export function loadDispatcherConfig(env: Env = process.env): DispatcherConfig {
@@ -221,6 +274,7 @@ export function loadDispatcherConfig(env: Env = process.env): DispatcherConfig {
     inbox: { maxItems: e.INBOX_MAX_ITEMS, ttlSec: e.INBOX_TTL_SEC },
     stalledIntervalMs: e.STALLED_INTERVAL_MS,
     redisDownExitMs: e.REDIS_DOWN_EXIT_MS,
+    idempotencyWindowSec: e.IDEMPOTENCY_WINDOW_SEC,
   };
 }
 
@@ -235,6 +289,7 @@ const AdminEnv = Type.Object({
   ADMIN_CONSOLE_SESSION_TTL_SEC: Type.Integer({ minimum: 60, maximum: 7 * 86_400, default: 8 * 3600 }),
   HEARTBEAT_INTERVAL_MS: PositiveInt(5000, 50),
   HISTORY_MAX_LENGTH: PositiveInt(200, 0),
+  HISTORY_MAX_BYTES: PositiveInt(1024 * 1024, 1024),
   HISTORY_TTL_SEC: PositiveInt(86_400),
 });
 
@@ -253,7 +308,7 @@ export interface AdminConfig extends CommonConfig {
     /** Lifetime of a console sign-in (shorter for an access token that expires first). @default 28800 */
     sessionTtlSec: number;
   };
-  history: { maxLength: number; ttlSec: number };
+  history: HistoryConfig;
 }
 
 export function loadAdminConfig(env: Env = process.env): AdminConfig {
@@ -276,6 +331,6 @@ export function loadAdminConfig(env: Env = process.env): AdminConfig {
     maxPayloadBytes: e.ADMIN_MAX_PAYLOAD_BYTES,
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
     console: { sessionTtlSec: e.ADMIN_CONSOLE_SESSION_TTL_SEC },
-    history: { maxLength: e.HISTORY_MAX_LENGTH, ttlSec: e.HISTORY_TTL_SEC },
+    history: history(e),
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig } from '../src/index.js';
+import { ConfigError, jwtWarnings, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig, redactCredentials } from '../src/index.js';
 
 const secret = 'x'.repeat(40);
 
@@ -62,6 +62,35 @@ describe('environment validation', () => {
     });
   });
 
+  it('refuses a JWKS URL over plain http except on a loopback host, naming JWT_JWKS_URL', () => {
+    for (const env of [{ JWT_JWKS_URL: 'http://keys.example/jwks.json' }, { JWT_JWKS_URL: 'http://10.1.2.3/jwks' }]) {
+      expect(() => loadGatewayConfig(env)).toThrow(ConfigError);
+      expect(() => loadGatewayConfig(env)).toThrow(
+        'Invalid configuration: JWT_JWKS_URL must be an https:// URL (plain http:// only on a loopback host: localhost, 127.0.0.0/8, ::1)',
+      );
+      expect(() => loadAdminConfig(env)).toThrow(/^Invalid configuration: JWT_JWKS_URL must be an https:\/\/ URL/);
+    }
+    expect(loadGatewayConfig({ JWT_JWKS_URL: 'http://127.0.0.1:8080/jwks' }).jwt.jwksUrl).toBe('http://127.0.0.1:8080/jwks');
+    expect(loadGatewayConfig({ JWT_JWKS_URL: 'http://localhost/jwks' }).jwt.jwksUrl).toBe('http://localhost/jwks');
+    expect(loadGatewayConfig({ JWT_JWKS_URL: 'https://id.example/jwks' }).jwt.jwksUrl).toBe('https://id.example/jwks');
+  });
+
+  it('warns about a public key or JWKS without JWT_ISSUER / JWT_AUDIENCE, not about a secret', () => {
+    const pem = '-----BEGIN PUBLIC KEY-----\\nabc\\n-----END PUBLIC KEY-----';
+    const jwks = 'https://id.example/.well-known/jwks.json';
+    expect(jwtWarnings(loadGatewayConfig({ JWT_SECRET: secret }).jwt)).toEqual([]);
+    expect(jwtWarnings(loadAdminConfig({ ADMIN_API_KEYS: 'k'.repeat(16) }).jwt)).toEqual([]);
+    expect(jwtWarnings(loadGatewayConfig({ JWT_PUBLIC_KEY: pem, JWT_ISSUER: 'https://id.example', JWT_AUDIENCE: 'rt' }).jwt)).toEqual([]);
+
+    const [both] = jwtWarnings(loadGatewayConfig({ JWT_JWKS_URL: jwks }).jwt);
+    expect(both?.variables).toEqual(['JWT_JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE']);
+    expect(both?.message).toMatch(/^JWT_JWKS_URL is set without JWT_ISSUER and JWT_AUDIENCE: tokens are accepted whatever their iss and aud/);
+    const [noAudience] = jwtWarnings(loadAdminConfig({ JWT_PUBLIC_KEY: pem, JWT_ISSUER: 'https://id.example' }).jwt);
+    expect(noAudience?.variables).toEqual(['JWT_PUBLIC_KEY', 'JWT_AUDIENCE']);
+    expect(noAudience?.message).toMatch(/^JWT_PUBLIC_KEY is set without JWT_AUDIENCE: tokens are accepted whatever their aud,/);
+    expect(jwtWarnings(loadGatewayConfig({ JWT_PUBLIC_KEY: pem, JWT_AUDIENCE: 'rt' }).jwt)[0]?.variables).toEqual(['JWT_PUBLIC_KEY', 'JWT_ISSUER']);
+  });
+
   it('never echoes secret values', () => {
     try {
       loadGatewayConfig({ JWT_SECRET: secret, JWT_CLOCK_TOLERANCE_SEC: 'not-a-number' });
@@ -74,6 +103,44 @@ describe('environment validation', () => {
     } catch (err) {
       expect((err as Error).message).not.toContain('tiny-key');
     }
+  });
+
+  it('never echoes the credentials of a malformed URL', () => {
+    const message = (env: Record<string, string>) => {
+      try {
+        loadGatewayConfig({ JWT_SECRET: secret, ...env });
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as ConfigError).message;
+      }
+      return expect.unreachable('the configuration was accepted');
+    };
+    // no "redis://" (the schema's pattern refuses it)
+    const noScheme = message({ REDIS_URL: 'redis//:hunter2@127.0.0.1:6379' });
+    expect(noScheme).toBe('Invalid configuration: REDIS_URL Expected string to match \'^rediss?://\' (got "***@127.0.0.1:6379")');
+    // a scheme, but no URL parser accepts it: ioredis would throw with the whole URL as `input`
+    const badPort = message({ REDIS_URL: 'redis://admin:hunter2@redis.internal:63 79' });
+    expect(badPort).toBe('Invalid configuration: REDIS_URL is not a valid URL (got "redis://***@redis.internal:63 79")');
+    const atInPassword = message({ REDIS_URL: 'rediss://:hun@ter2@redis.internal:notaport' });
+    expect(atInPassword).toMatch(/^Invalid configuration: REDIS_URL is not a valid URL \(got "rediss:\/\/\*\*\*@redis\.internal:notaport"\)$/);
+    const badEscape = message({ REDIS_URL: 'redis://:hunter2%zz@redis.internal:6379' });
+    expect(badEscape).toMatch(/REDIS_URL has a malformed %-escape/);
+    for (const m of [noScheme, badPort, atInPassword, badEscape]) {
+      expect(m).not.toMatch(/hunter2|hun@ter2|admin/);
+    }
+    // secret-named variables stay hidden entirely
+    expect(message({ TOKEN_COOKIE: 'not a cookie name' })).toMatch(/^Invalid configuration: TOKEN_COOKIE [^(]*$/);
+  });
+
+  it('redacts the userinfo of URL-looking values only', () => {
+    expect(redactCredentials('redis://:pw@host:6379/0')).toBe('redis://***@host:6379/0');
+    expect(redactCredentials('redis://user:pw@host')).toBe('redis://***@host');
+    expect(redactCredentials('redis:/user:pw@host')).toBe('redis:/***@host');
+    expect(redactCredentials('user:pw@host:6379')).toBe('***@host:6379');
+    expect(redactCredentials('redis:user:pw@host')).toBe('***@host');
+    expect(redactCredentials('redis://u:p@h1,redis://u:p@h2')).toBe('redis://***@h2');
+    expect(redactCredentials('redis://host:6379')).toBe('redis://host:6379');
+    expect(redactCredentials('loud')).toBe('loud');
   });
 
   it('reads lists and PEM escapes', () => {

@@ -1,4 +1,4 @@
-import { Queue, type JobsOptions } from 'bullmq';
+import { Job, Queue, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
   assertNotificationJob,
@@ -7,6 +7,7 @@ import {
   SwitchboardError,
   type NotificationJob,
 } from '@switchboard/protocol';
+import { assignedNotificationId, keys, NotificationLedger, notificationDigest } from '@switchboard/store';
 
 /** Job name the SDK uses. The dispatcher ignores job names: any name works. */
 export const NOTIFICATION_JOB_NAME = 'notification';
@@ -39,6 +40,26 @@ export interface ProducerOptions {
   onError?: (err: Error) => void;
 }
 
+/**
+ * A notification id reused for other content within the idempotency window, or while the first
+ * job with that id is still kept (SPEC §6): nothing was enqueued. The admin API answers 409.
+ */
+export class NotificationConflictError extends Error {
+  override readonly name = 'NotificationConflictError';
+  readonly code = 'CONFLICT';
+  constructor(readonly id: string) {
+    super(`Notification id ${JSON.stringify(id)} was used before with other content`);
+  }
+}
+
+/** What was enqueued. */
+export interface Enqueued {
+  /** The notification id clients see and `notification:read` takes: the job's `id`, or `job:<jobId>`. */
+  id: string;
+  /** The BullMQ job id (for the admin API's queue routes). */
+  jobId: string;
+}
+
 export interface NotifyOptions {
   /** Deliver no sooner than this many ms from now. @default 0 */
   delayMs?: number;
@@ -48,14 +69,19 @@ export interface Producer {
   /** The underlying BullMQ queue, for inspection. */
   readonly queue: Queue;
   /**
-   * Validates and enqueues one notification. Resolves with its id: the job's `id` when given
-   * (enqueued once per id while the job is kept), else the id BullMQ assigns.
+   * Validates and enqueues one notification. Resolves with its notification id and job id. With an
+   * `id`, the job is enqueued once while it is kept, and delivered once within the idempotency
+   * window; the same id with other content is refused.
    * Rejects with `SwitchboardError`: `INVALID_PAYLOAD` / `PAYLOAD_TOO_LARGE` (nothing enqueued),
-   * `UNAVAILABLE` when Redis cannot be reached.
+   * `UNAVAILABLE` when Redis cannot be reached; with `NotificationConflictError` for an id reused
+   * with other content.
    */
-  notify(job: NotificationJob, opts?: NotifyOptions): Promise<{ id: string }>;
-  /** Like `notify` for many jobs in one round trip. Nothing is enqueued when any job is invalid. */
-  notifyMany(jobs: readonly NotificationJob[], opts?: NotifyOptions): Promise<{ ids: string[] }>;
+  notify(job: NotificationJob, opts?: NotifyOptions): Promise<Enqueued>;
+  /**
+   * Like `notify` for many jobs in one round trip. Nothing is enqueued when any job is invalid or
+   * reuses an id for other content (a conflict found only once enqueued leaves the others queued).
+   */
+  notifyMany(jobs: readonly NotificationJob[], opts?: NotifyOptions): Promise<{ ids: string[]; jobIds: string[] }>;
   /** Closes the queue, and the Redis client when the producer made it. */
   close(): Promise<void>;
 }
@@ -85,6 +111,20 @@ function delayOf(opts: NotifyOptions | undefined): JobsOptions {
   return { delay };
 }
 
+/** Whether a kept job's data is this notification (data that is not a valid job never is). */
+function sameContent(data: unknown, job: NotificationJob): boolean {
+  try {
+    assertNotificationJob(data);
+  } catch {
+    return false;
+  }
+  return notificationDigest(data) === notificationDigest(job);
+}
+
+function notificationIdOf(job: NotificationJob, jobId: string): string {
+  return job.id ?? assignedNotificationId(jobId);
+}
+
 function jobOptionsOf(job: NotificationJob, delay: JobsOptions): JobsOptions {
   return { ...delay, ...(job.id !== undefined ? { jobId: job.id } : {}) };
 }
@@ -105,11 +145,13 @@ export function createProducer(options: ProducerOptions): Producer {
       : options.connection;
   if (ownClient) client.on('error', onError);
 
+  const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
   const queue = new Queue(NOTIFICATIONS_QUEUE, {
     connection: client,
-    prefix: options.keyPrefix ?? DEFAULT_KEY_PREFIX,
+    prefix: keyPrefix,
     defaultJobOptions: { ...RECOMMENDED_JOB_OPTIONS, ...options.jobOptions },
   });
+  const ledger = new NotificationLedger(client, keys(keyPrefix));
   queue.on('error', onError);
   let closed = false;
 
@@ -147,6 +189,29 @@ export function createProducer(options: ProducerOptions): Producer {
     }
   }
 
+  /** An id delivered (or being delivered) within the window with other content. */
+  async function refuseConflicts(jobs: readonly NotificationJob[]): Promise<void> {
+    const withId = jobs.filter((j): j is NotificationJob & { id: string } => j.id !== undefined);
+    if (withId.length === 0) return;
+    const records = await enqueue(() => Promise.all(withId.map((j) => ledger.record(j.id))));
+    withId.forEach((job, i) => {
+      const record = records[i];
+      if (record && record.digest !== notificationDigest(job)) throw new NotificationConflictError(job.id);
+    });
+  }
+
+  /** BullMQ keeps the first job of an id and ignores a second one: other content is a conflict. */
+  async function refuseKeptConflicts(jobs: readonly NotificationJob[], jobIds: readonly string[]): Promise<void> {
+    const withId = jobs.flatMap((job, i) => (job.id === undefined ? [] : [{ job, jobId: jobIds[i]! }]));
+    if (withId.length === 0) return;
+    const kept = await enqueue(() => Promise.all(withId.map(({ jobId }) => Job.fromId(queue, jobId))));
+    withId.forEach(({ job }, i) => {
+      const data: unknown = kept[i]?.data;
+      if (data === undefined) return; // already delivered and removed: the ledger check covered it
+      if (!sameContent(data, job)) throw new NotificationConflictError(job.id!);
+    });
+  }
+
   return {
     queue,
 
@@ -154,8 +219,10 @@ export function createProducer(options: ProducerOptions): Producer {
       assertNotificationJob(job);
       assertJobId(job.id);
       const delay = delayOf(opts);
+      await refuseConflicts([job]);
       const added = await enqueue(() => queue.add(NOTIFICATION_JOB_NAME, job, jobOptionsOf(job, delay)));
-      return { id: added.id! };
+      await refuseKeptConflicts([job], [added.id!]);
+      return { id: notificationIdOf(job, added.id!), jobId: added.id! };
     },
 
     async notifyMany(jobs, opts) {
@@ -169,11 +236,14 @@ export function createProducer(options: ProducerOptions): Producer {
         }
       });
       const delay = delayOf(opts);
-      if (jobs.length === 0) return { ids: [] };
+      if (jobs.length === 0) return { ids: [], jobIds: [] };
+      await refuseConflicts(jobs);
       const added = await enqueue(() =>
         queue.addBulk(jobs.map((job) => ({ name: NOTIFICATION_JOB_NAME, data: job, opts: jobOptionsOf(job, delay) }))),
       );
-      return { ids: added.map((j) => j.id!) };
+      const jobIds = added.map((j) => j.id!);
+      await refuseKeptConflicts(jobs, jobIds);
+      return { ids: jobs.map((job, i) => notificationIdOf(job, jobIds[i]!)), jobIds };
     },
 
     async close() {

@@ -3,8 +3,16 @@ import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, inject, it } from 'vitest';
 import { eventually, freePort, randomKeyPrefix, type RedisHandle, startRedis } from '@switchboard/testkit';
-import { NOTIFICATIONS_QUEUE, SwitchboardError, type NotificationJob } from '@switchboard/protocol';
-import { createProducer, RECOMMENDED_JOB_OPTIONS, type Producer, type ProducerOptions } from '../src/index.js';
+import { NOTIFICATIONS_QUEUE, STORED_NOTIFICATION_ID_PATTERN, SwitchboardError, type NotificationJob } from '@switchboard/protocol';
+import { keys, NotificationLedger, notificationDigest } from '@switchboard/store';
+import {
+  createProducer,
+  NotificationConflictError,
+  RECOMMENDED_JOB_OPTIONS,
+  type Enqueued,
+  type Producer,
+  type ProducerOptions,
+} from '../src/index.js';
 
 declare module 'vitest' {
   interface ProvidedContext {
@@ -84,32 +92,52 @@ describe('createProducer', () => {
     expect(await job?.getState()).toBe('waiting');
   });
 
-  it('enqueues one job per idempotency id', async () => {
+  it('enqueues one job per idempotency id, and refuses the id with other content', async () => {
     const keyPrefix = prefix();
     const p = producer({ keyPrefix });
     const first = await p.notify({ ...hello, id: 'once' });
-    const second = await p.notify({ ...hello, id: 'once', title: 'again' });
-    expect(second).toEqual(first);
+    expect(first).toEqual({ id: 'once', jobId: 'once' });
+    expect(await p.notify({ ...hello, id: 'once' })).toEqual(first);
+    const conflict = await p.notify({ ...hello, id: 'once', title: 'again' }).catch((e: unknown) => e);
+    expect(conflict).toBeInstanceOf(NotificationConflictError);
+    expect(conflict).toMatchObject({ code: 'CONFLICT', id: 'once' });
+    await expect(p.notifyMany([{ ...hello, id: 'fresh' }, { ...hello, id: 'once', title: 'again' }])).rejects.toBeInstanceOf(
+      NotificationConflictError,
+    );
     const q = inspect(keyPrefix);
-    expect(await total(q)).toBe(1);
     expect((await q.getJob('once'))?.data.title).toBe('Hello');
   });
 
-  it('uses the id BullMQ assigns when the job has none', async () => {
+  it('refuses an id delivered within the window with other content, also once its job is gone', async () => {
+    const keyPrefix = prefix();
+    const p = producer({ keyPrefix });
+    const d = notificationDigest({ ...hello, id: 'gone' });
+    const ledger = new NotificationLedger(redis, keys(keyPrefix));
+    await ledger.claim('gone', d, 'an-old-job', 1000);
+    await ledger.complete('gone', d);
+    await expect(p.notify({ ...hello, id: 'gone', title: 'other' })).rejects.toBeInstanceOf(NotificationConflictError);
+    expect(await total(inspect(keyPrefix))).toBe(0);
+    // the same content is fine: the dispatcher completes it without sending it again
+    expect((await p.notify({ ...hello, id: 'gone' })).id).toBe('gone');
+  });
+
+  it('names a job without id job:<job id>, the id clients see and can mark read', async () => {
     const keyPrefix = prefix();
     const p = producer({ keyPrefix });
     const a = await p.notify(hello);
     const b = await p.notify(hello);
     expect(a.id).not.toBe(b.id);
-    const job = await inspect(keyPrefix).getJob(a.id);
+    expect(a.id).toBe(`job:${a.jobId}`);
+    expect(new RegExp(STORED_NOTIFICATION_ID_PATTERN).test(a.id)).toBe(true);
+    const job = await inspect(keyPrefix).getJob(a.jobId);
     expect(job?.data).toEqual(hello);
   });
 
   it('delays a notification', async () => {
     const keyPrefix = prefix();
     const p = producer({ keyPrefix });
-    const { id } = await p.notify(hello, { delayMs: 60_000 });
-    const job = await inspect(keyPrefix).getJob(id);
+    const { jobId } = await p.notify(hello, { delayMs: 60_000 });
+    const job = await inspect(keyPrefix).getJob(jobId);
     expect(await job?.getState()).toBe('delayed');
     expect(job?.opts.delay).toBe(60_000);
     expect((await rejection(p.notify(hello, { delayMs: -1 }))).code).toBe('INVALID_PAYLOAD');
@@ -118,24 +146,25 @@ describe('createProducer', () => {
   it('enqueues many in one call', async () => {
     const keyPrefix = prefix();
     const p = producer({ keyPrefix });
-    const { ids } = await p.notifyMany([
+    const { ids, jobIds } = await p.notifyMany([
       { ...hello, id: 'bulk-a' },
       { to: { room: 'public:lobby' }, type: 'news' },
       { to: { broadcast: true }, type: 'maintenance', body: 'at noon' },
     ]);
     expect(ids).toHaveLength(3);
     expect(ids[0]).toBe('bulk-a');
+    expect(ids[2]).toBe(`job:${jobIds[2]}`);
     const q = inspect(keyPrefix);
     expect(await q.getWaitingCount()).toBe(3);
-    expect((await q.getJob(ids[2]!))?.data).toEqual({ to: { broadcast: true }, type: 'maintenance', body: 'at noon' });
-    expect(await p.notifyMany([])).toEqual({ ids: [] });
+    expect((await q.getJob(jobIds[2]!))?.data).toEqual({ to: { broadcast: true }, type: 'maintenance', body: 'at noon' });
+    expect(await p.notifyMany([])).toEqual({ ids: [], jobIds: [] });
   });
 
   it('merges job options over the recommended ones', async () => {
     const keyPrefix = prefix();
     const p = producer({ keyPrefix, jobOptions: { attempts: 2, priority: 3 } });
-    const { id } = await p.notify(hello);
-    const job = await inspect(keyPrefix).getJob(id);
+    const { jobId } = await p.notify(hello);
+    const job = await inspect(keyPrefix).getJob(jobId);
     expect(job?.opts).toMatchObject({ attempts: 2, priority: 3, backoff: RECOMMENDED_JOB_OPTIONS.backoff });
   });
 
@@ -175,8 +204,8 @@ describe('createProducer', () => {
   it('types jobs at compile time', () => {
     const p = {} as Producer;
     expectTypeOf(p.notify).parameter(0).toEqualTypeOf<NotificationJob>();
-    expectTypeOf(p.notify).returns.resolves.toEqualTypeOf<{ id: string }>();
-    expectTypeOf(p.notifyMany).returns.resolves.toEqualTypeOf<{ ids: string[] }>();
+    expectTypeOf(p.notify).returns.resolves.toEqualTypeOf<Enqueued>();
+    expectTypeOf(p.notifyMany).returns.resolves.toEqualTypeOf<{ ids: string[]; jobIds: string[] }>();
     // @ts-expect-error a target is required
     void (() => p.notify({ type: 'x' }));
     // @ts-expect-error broadcast is `true` or absent
@@ -189,10 +218,10 @@ describe('createProducer', () => {
     shared.on('error', () => {});
     try {
       const p = createProducer({ connection: shared, keyPrefix });
-      const { id } = await p.notify(hello);
+      const { jobId } = await p.notify(hello);
       await p.close();
       expect(shared.status).toBe('ready');
-      expect(await shared.exists(`${keyPrefix}:${NOTIFICATIONS_QUEUE}:${id}`)).toBe(1);
+      expect(await shared.exists(`${keyPrefix}:${NOTIFICATIONS_QUEUE}:${jobId}`)).toBe(1);
     } finally {
       shared.disconnect();
     }

@@ -1,7 +1,9 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import {
+  NOTIFICATION_ID_PATTERN,
   NOTIFICATION_MAX_USER_IDS,
   PRESENCE_WATCH_MAX_IDS,
+  STORED_NOTIFICATION_ID_PATTERN,
 } from './constants.js';
 import { ROOM_NAME_MAX_LENGTH, ROOM_NAME_PATTERN, USER_ID_PATTERN } from './rooms.js';
 
@@ -63,10 +65,15 @@ export const NotificationListPayload = Type.Object(
   },
   strict,
 );
-/** Not digits only: BullMQ reserves integer job ids for the ones it assigns. */
-export const NotificationId = Type.String({ pattern: '^(?![0-9]+$)[A-Za-z0-9._-]{1,128}$' });
+/**
+ * The `id` a producer gives a notification job. Not digits only (BullMQ reserves integer job ids
+ * for the ones it assigns) and never starting with `job:`, the form of the ids the server assigns.
+ */
+export const NotificationId = Type.String({ pattern: NOTIFICATION_ID_PATTERN, maxLength: 128 });
+/** Any notification id the server stores or sends: a producer's, or one the server assigned (`job:<job id>`). */
+export const StoredNotificationId = Type.String({ pattern: STORED_NOTIFICATION_ID_PATTERN, maxLength: 194 });
 export const NotificationReadPayload = Type.Union([
-  Type.Object({ ids: Type.Array(NotificationId, { minItems: 1, maxItems: 500 }) }, strict),
+  Type.Object({ ids: Type.Array(StoredNotificationId, { minItems: 1, maxItems: 500 }) }, strict),
   Type.Object({ all: Type.Literal(true) }, strict),
 ]);
 export const AuthRefreshPayload = Type.Object({ token: Token }, strict);

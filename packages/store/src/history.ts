@@ -1,13 +1,15 @@
-import type { Redis } from 'ioredis';
+
 import type { RoomHistoryResult, RoomMessage } from '@switchboard/protocol';
 import { keys, type Keys } from './keys.js';
+import type { RedisClient } from './redis.js';
 
 /**
- * KEYS[1] stream; ARGV: since ('' for the latest), limit.
+ * KEYS[1] stream, KEYS[2] its meta hash; ARGV: since ('' for the latest), limit.
  * → { recovered, id1, json1, id2, json2, … }
- * With `since`, `recovered` is 0 when entries after `since` were trimmed away (Redis 7's
- * `max-deleted-entry-id`), when the stream expired, or when more than `limit` follow; the
- * messages are then the latest `limit`, so a client never mistakes a partial replay for a whole.
+ * With `since`, `recovered` is 0 when entries after `since` were trimmed away (the meta hash's
+ * `trimmed`, or Redis 7's `max-deleted-entry-id` for deleted ones), when the stream expired, or
+ * when more than `limit` follow; the messages are then the latest `limit`, so a client never
+ * mistakes a partial replay for a whole.
  */
 const RANGE = `
 local key, since, limit = KEYS[1], ARGV[1], tonumber(ARGV[2])
@@ -41,18 +43,61 @@ local maxDeleted = '0-0'
 for i = 1, #info, 2 do
   if info[i] == 'max-deleted-entry-id' then maxDeleted = info[i + 1] end
 end
+local trimmed = redis.call('HGET', KEYS[2], 'trimmed') or '0-0'
 local after = redis.call('XRANGE', key, '(' .. since, '+', 'COUNT', limit + 1)
-if not le(maxDeleted, since) or #after > limit then return flat(latest(), 0) end
+if not le(maxDeleted, since) or not le(trimmed, since) or #after > limit then return flat(latest(), 0) end
 return flat(after, 1)
 `;
 
+/**
+ * KEYS[1] stream, KEYS[2] its meta hash (`bytes`: what the stream holds). ARGV: entry, maxLength,
+ * maxBytes, ttlSec → the new entry's id.
+ * Appends, then drops the oldest entries until the stream holds at most `maxLength` entries and
+ * `maxBytes` bytes (the newest entry always stays). The meta hash keeps `trimmed`, the id of the
+ * last entry dropped, so a reader knows exactly what is gone (XTRIM does not move the stream's
+ * own `max-deleted-entry-id`, which only XDEL does).
+ */
+const APPEND = `
+local call = redis.call
+local entry, maxLength, maxBytes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local id = call('XADD', KEYS[1], '*', 'm', entry)
+local bytes = call('HINCRBY', KEYS[2], 'bytes', #entry)
+local length = call('XLEN', KEYS[1])
+if length > maxLength or bytes > maxBytes then
+  local last = nil
+  local from = '-'
+  while (length > maxLength or bytes > maxBytes) and length > 1 do
+    local page = call('XRANGE', KEYS[1], from, '+', 'COUNT', 64)
+    if #page == 0 then break end
+    for _, e in ipairs(page) do
+      if not ((length > maxLength or bytes > maxBytes) and length > 1) then break end
+      bytes = bytes - #e[2][2]
+      length = length - 1
+      last = e[1]
+    end
+    from = '(' .. last
+  end
+  if last then
+    local first = call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
+    call('XTRIM', KEYS[1], 'MINID', first[1][1])
+    call('HSET', KEYS[2], 'bytes', bytes, 'trimmed', last)
+  end
+end
+call('EXPIRE', KEYS[1], ARGV[4])
+call('EXPIRE', KEYS[2], ARGV[4])
+return id
+`;
+
 interface HistoryCommands {
-  sbHistoryRange(key: string, since: string, limit: string): Promise<(string | number)[]>;
+  sbHistoryRange(key: string, metaKey: string, since: string, limit: string): Promise<(string | number)[]>;
+  sbHistoryAppend(streamKey: string, metaKey: string, entry: string, maxLength: number, maxBytes: number, ttlSec: number): Promise<string>;
 }
 
 export interface HistoryOptions {
-  /** Messages kept per room (approximately; 0 turns history off). @default 200 */
+  /** Messages kept per room (0 turns history off). @default 200 */
   maxLength: number;
+  /** Bytes of messages kept per room (the oldest go first). @default 1048576 */
+  maxBytes: number;
   /** A room's history expires this long after its last message. @default 86400 */
   ttlSec: number;
 }
@@ -65,18 +110,19 @@ export type NewMessage = Omit<RoomMessage, 'id' | 'ts'>;
  */
 export class RoomHistory {
   readonly keys: Keys;
-  private readonly redis: Redis & HistoryCommands;
+  private readonly redis: RedisClient & HistoryCommands;
   private seq = 0;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     keyPrefix: string,
     private readonly options: HistoryOptions,
   ) {
     this.keys = keys(keyPrefix);
-    this.redis = redis as Redis & HistoryCommands;
+    this.redis = redis as RedisClient & HistoryCommands;
     if (typeof this.redis.sbHistoryRange !== 'function') {
-      redis.defineCommand('sbHistoryRange', { numberOfKeys: 1, lua: RANGE });
+      redis.defineCommand('sbHistoryRange', { numberOfKeys: 2, lua: RANGE });
+      redis.defineCommand('sbHistoryAppend', { numberOfKeys: 2, lua: APPEND });
     }
   }
 
@@ -87,15 +133,9 @@ export class RoomHistory {
     if (this.options.maxLength === 0) {
       id = `${Date.now()}-${this.seq++}`;
     } else {
-      const key = this.keys.history(message.room);
-      const res = await this.redis
-        .pipeline()
-        .xadd(key, 'MAXLEN', '~', String(this.options.maxLength), '*', 'm', entry)
-        .expire(key, this.options.ttlSec)
-        .exec();
-      const [err, xid] = res?.[0] ?? [new Error('no reply')];
-      if (err) throw err;
-      id = xid as string;
+      const { maxLength, maxBytes, ttlSec } = this.options;
+      const room = message.room;
+      id = await this.redis.sbHistoryAppend(this.keys.history(room), this.keys.historyMeta(room), entry, maxLength, maxBytes, ttlSec);
     }
     return { room: message.room, id, ts: Number(id.slice(0, id.indexOf('-'))), ...pick(message) };
   }
@@ -103,7 +143,7 @@ export class RoomHistory {
   /** Messages after `since` (or the latest), oldest first, at most `limit`. */
   async range(room: string, since: string | undefined, limit: number): Promise<RoomHistoryResult> {
     if (this.options.maxLength === 0) return { messages: [], recovered: since === undefined };
-    const out = await this.redis.sbHistoryRange(this.keys.history(room), since ?? '', String(limit));
+    const out = await this.redis.sbHistoryRange(this.keys.history(room), this.keys.historyMeta(room), since ?? '', String(limit));
     const messages: RoomMessage[] = [];
     for (let i = 1; i < out.length; i += 2) {
       const id = String(out[i]);

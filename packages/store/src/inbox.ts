@@ -1,6 +1,7 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import { isUserId, SwitchboardError, type InboxItem, type Notification, type NotificationListResult } from '@switchboard/protocol';
 import type { Keys } from './keys.js';
+import type { RedisClient } from './redis.js';
 
 export interface InboxLimits {
   /** Notifications kept per user; the oldest go first. @default 200 */
@@ -26,71 +27,37 @@ export interface InboxListQuery {
 }
 
 /**
- * Stores notifications in user inboxes and publishes them, many in one call.
- * ARGV: maxItems, ttlSec, then the three inbox keys of a user as (before, after) the user id:
- * before, after of the zset, after of the items hash, after of the unread set (as `keys()` spells
- * them); then per entry: user ids joined by '\n' ('' for none), id, ts, json, channel, message
- * (channel '' when the entry publishes nothing).
- * The keys are built here rather than passed: one argument per entry instead of three per user
- * keeps a 1,000-user call small to encode, send and parse. Like the registry scripts, this needs
- * Redis standalone or Sentinel.
- * A known id changes nothing for that user. An entry publishes only once its users' inboxes are
- * written, so a notification is never published before it is stored. Each entry runs on its own:
- * one that fails (a key of another type, say) leaves the others alone.
- * Returns per entry 1, or a string 'ERR <reason>'.
- *
- * The three keys of a user always get their TTL together, so when the unread set's TTL is still
- * the full `ttlSec` (refreshed less than a second ago) the refresh is skipped. The unread set is
- * the one checked because it is the key that can disappear on its own (all read) and come back
- * without a TTL.
+ * Stores one notification in one user's inbox.
+ * KEYS: inbox zset, items hash, unread set. ARGV: id, ts, json, maxItems, ttlSec → 1 added, 0 known
+ * A known id changes nothing. Trims the inbox to `maxItems` (oldest out, with their unread state)
+ * and refreshes the three keys' TTL together; when the unread set's TTL is still the full
+ * `ttlSec` (refreshed less than a second ago) the refresh is skipped. The unread set is the one
+ * checked because it is the key that can disappear on its own (all read) and come back without
+ * a TTL.
  */
 const ADD_LUA = `
-local maxItems, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local pre, post, itemsPost, unreadPost = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local call = redis.call
-local function store(user, id, ts, json)
-  local inbox, items, unread = pre .. user .. post, pre .. user .. itemsPost, pre .. user .. unreadPost
-  if call('ZADD', inbox, 'NX', ts, id) == 1 then
-    call('HSET', items, id, json)
-    call('SADD', unread, id)
-    local excess = call('ZCARD', inbox) - maxItems
-    while excess > 0 do
-      local popped = call('ZPOPMIN', inbox, math.min(excess, 500))
-      local old = {}
-      for j = 1, #popped, 2 do old[#old + 1] = popped[j] end
-      if #old == 0 then break end
-      call('HDEL', items, unpack(old))
-      call('SREM', unread, unpack(old))
-      excess = excess - #old
-    end
-    if call('TTL', unread) ~= ttl then
-      call('EXPIRE', inbox, ttl)
-      call('EXPIRE', items, ttl)
-      call('EXPIRE', unread, ttl)
-    end
-  end
+local id, ts, json, maxItems, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+if call('ZADD', KEYS[1], 'NX', ts, id) == 0 then return 0 end
+call('HSET', KEYS[2], id, json)
+call('SADD', KEYS[3], id)
+local excess = call('ZCARD', KEYS[1]) - maxItems
+while excess > 0 do
+  local popped = call('ZPOPMIN', KEYS[1], math.min(excess, 500))
+  local old = {}
+  for j = 1, #popped, 2 do old[#old + 1] = popped[j] end
+  if #old == 0 then break end
+  call('HDEL', KEYS[2], unpack(old))
+  call('SREM', KEYS[3], unpack(old))
+  excess = excess - #old
 end
-local function deliver(users, id, ts, json, channel, message)
-  for user in string.gmatch(users, '[^\\n]+') do store(user, id, ts, json) end
-  if channel ~= '' then call('PUBLISH', channel, message) end
+if call('TTL', KEYS[3]) ~= ttl then
+  call('EXPIRE', KEYS[1], ttl)
+  call('EXPIRE', KEYS[2], ttl)
+  call('EXPIRE', KEYS[3], ttl)
 end
-local out = {}
-for a = 7, #ARGV, 6 do
-  local ok, err = pcall(deliver, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
-  if ok then
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 'ERR ' .. tostring(type(err) == 'table' and err.err or err)
-  end
-end
-return out
+return 1
 `;
-
-/**
- * Users per call of the add script: bounds how long one call holds Redis (about 3 ms for a full
- * batch). A job reaches at most 1,000 users (SPEC §6), so each job is one call.
- */
-export const ADD_BATCH = 1000;
 
 /**
  * KEYS: inbox zset, items hash, unread set. ARGV: max score ('+inf' or the cursor's), number of
@@ -152,8 +119,7 @@ return result
 const ADD = 'switchboardInboxAdd';
 const LIST = 'switchboardInboxList';
 
-/** numKeys (0), maxItems, ttlSec, the key parts, then (users, id, ts, json, channel, message) per entry. */
-type AddCommand = (numKeys: number, ...args: (string | number | Buffer)[]) => Promise<Array<number | string>>;
+type AddCommand = (inbox: string, items: string, unread: string, id: string, ts: number, json: string, maxItems: number, ttlSec: number) => Promise<number>;
 type ListCommand = (
   inbox: string,
   items: string,
@@ -165,20 +131,7 @@ type ListCommand = (
 ) => Promise<Array<string | number>>;
 type WithInboxCommands = { [ADD]: AddCommand; [LIST]: ListCommand };
 
-/** A Redis PUBLISH: what the Socket.IO Redis emitter sends for one broadcast. */
-export interface Publication {
-  channel: string;
-  message: Buffer;
-}
-
-/** One notification to store for some users (none: publish only) and to publish once stored. */
-export interface InboxDelivery {
-  userIds: readonly string[];
-  notification: Notification;
-  publish?: Publication;
-}
-
-/** An inbox write that Redis refused (a key holding another type, out of memory…): nothing was published. */
+/** An inbox write that Redis refused (a key holding another type, out of memory…). */
 export class InboxWriteError extends Error {
   override name = 'InboxWriteError';
 }
@@ -217,70 +170,46 @@ function stored(n: Notification): Notification {
  */
 export class InboxStore {
   readonly limits: InboxLimits;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly keys: Keys;
-  /** The user's inbox keys around the user id, for the add script: before, after (zset, items, unread). */
-  private readonly keyParts: readonly string[];
 
-  constructor(redis: Redis, keys: Keys, limits: Partial<InboxLimits> = {}) {
+  constructor(redis: RedisClient, keys: Keys, limits: Partial<InboxLimits> = {}) {
     this.redis = redis;
     this.keys = keys;
-    this.keyParts = inboxKeyParts(keys);
     this.limits = { ...DEFAULT_INBOX_LIMITS, ...limits };
     const { maxItems, ttlSec } = this.limits;
     if (!Number.isInteger(maxItems) || maxItems < 1) throw new RangeError('InboxStore: maxItems must be a positive integer');
     if (!Number.isInteger(ttlSec) || ttlSec < 1) throw new RangeError('InboxStore: ttlSec must be a positive integer');
     const commands = redis as unknown as Partial<WithInboxCommands>;
-    if (typeof commands[ADD] !== 'function') redis.defineCommand(ADD, { lua: ADD_LUA });
+    if (typeof commands[ADD] !== 'function') redis.defineCommand(ADD, { numberOfKeys: 3, lua: ADD_LUA });
     if (typeof commands[LIST] !== 'function') redis.defineCommand(LIST, { numberOfKeys: 3, lua: LIST_LUA });
   }
 
   /**
-   * Stores one notification for many users. Idempotent by notification id: storing an id a user
-   * already has changes nothing. Trims each inbox to `maxItems` (oldest out) and refreshes its TTL.
-   *
-   * With `publish`, the publication goes out in the call that writes the last batch of users, once
-   * every batch before it succeeded: a failed write publishes nothing.
-   * Up to 250 users this is one script call and one round trip.
+   * Stores one notification for many users: one script call per user (each in its user's slot),
+   * sent together. Idempotent by notification id: storing an id a user already has changes
+   * nothing. Rejects with `SwitchboardError` (`INVALID_PAYLOAD`) for a user id that is not one or
+   * a bad `ts`, before writing anything, and with `InboxWriteError` when Redis refused a write
+   * (the others are written: calling again completes it).
    */
-  async add(userIds: readonly string[], n: Notification, publish?: Publication): Promise<void> {
-    const batches: InboxDelivery[] = [];
-    for (let i = 0; i < userIds.length; i += ADD_BATCH) batches.push({ userIds: userIds.slice(i, i + ADD_BATCH), notification: n });
-    const last = batches.pop() ?? { userIds: [], notification: n };
-    if (last.userIds.length === 0 && !publish) return;
-    const one = async (entry: InboxDelivery) => {
-      const [result] = await this.addMany([entry]);
-      if (result) throw result;
-    };
-    // sent together on one connection: one round trip however many batches
-    const head = batches.map(one);
-    if (publish) await Promise.all(head);
-    await Promise.all([...head, one(publish ? { ...last, publish } : last)]);
-  }
-
-  /**
-   * Several deliveries in one script call: each entry stores its notification for its users, then
-   * publishes it. Entries succeed or fail on their own: the result holds, per entry, nothing or its
-   * error, an `InboxWriteError` when Redis refused the write, a `SwitchboardError`
-   * (`INVALID_PAYLOAD`) when the entry was not sent (a user id that is not one, a bad `ts`).
-   * An entry's users should be few (at most 1,000 in all per call keeps one call short): larger
-   * audiences go through `add`.
-   */
-  async addMany(entries: readonly InboxDelivery[]): Promise<Array<InboxWriteError | SwitchboardError | undefined>> {
-    const results: Array<InboxWriteError | SwitchboardError | undefined> = entries.map(invalidEntry);
-    const sent: number[] = [];
-    const args: (string | number | Buffer)[] = [this.limits.maxItems, this.limits.ttlSec, ...this.keyParts];
-    entries.forEach(({ userIds, notification: n, publish }, i) => {
-      if (results[i]) return;
-      sent.push(i);
-      args.push(userIds.join('\n'), n.id, n.ts, userIds.length > 0 ? JSON.stringify(stored(n)) : '', publish?.channel ?? '', publish?.message ?? '');
-    });
-    if (sent.length === 0) return results;
-    const replies = await (this.redis as unknown as WithInboxCommands)[ADD](0, ...args);
-    replies.forEach((r, j) => {
-      if (typeof r === 'string') results[sent[j]!] = new InboxWriteError(r.replace(/^ERR /, ''));
-    });
-    return results;
+  async add(userIds: readonly string[], n: Notification): Promise<void> {
+    if (userIds.length === 0) return;
+    const invalid = invalidEntry(userIds, n);
+    if (invalid) throw invalid;
+    const json = JSON.stringify(stored(n));
+    const { maxItems, ttlSec } = this.limits;
+    const add = (this.redis as unknown as WithInboxCommands)[ADD];
+    const results = await Promise.allSettled(
+      userIds.map((u) => {
+        const k = this.userKeys(u);
+        return add.call(this.redis, k.inbox, k.items, k.unread, n.id, n.ts, json, maxItems, ttlSec);
+      }),
+    );
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length) {
+      const reason = failed[0]!.reason as unknown;
+      throw new InboxWriteError(`${failed.length} of ${userIds.length} inbox writes failed: ${reason instanceof Error ? reason.message : String(reason)}`);
+    }
   }
 
   /** A page of a user's inbox, newest first, with the unread count. */
@@ -331,21 +260,11 @@ export class InboxStore {
   }
 }
 
-/** Why an entry cannot be written, if it cannot. */
-function invalidEntry({ userIds, notification: n }: InboxDelivery): SwitchboardError | undefined {
-  if (userIds.length === 0) return undefined;
+/** Why a notification cannot be written for these users, if it cannot. */
+function invalidEntry(userIds: readonly string[], n: Notification): SwitchboardError | undefined {
   if (!Number.isSafeInteger(n.ts) || n.ts < 0) return new SwitchboardError('INVALID_PAYLOAD', '/ts: expected ms since the epoch');
   const bad = userIds.find((u) => !isUserId(u));
   return bad === undefined ? undefined : new SwitchboardError('INVALID_PAYLOAD', `/userIds: not a user id: ${JSON.stringify(String(bad).slice(0, 64))}`);
-}
-
-/** Splits the three inbox keys of `keys()` around the user id: [before, after zset, after items, after unread]. */
-function inboxKeyParts(keys: Keys): string[] {
-  const mark = '\u0000';
-  const [before, zset] = keys.inbox(mark).split(mark) as [string, string];
-  const parts = [keys.inboxItems(mark), keys.inboxUnread(mark)].map((key) => key.split(mark) as [string, string]);
-  if (parts.some(([b]) => b !== before)) throw new Error('InboxStore: the inbox keys must share the part before the user id');
-  return [before, zset, ...parts.map(([, after]) => after)];
 }
 
 function results(replies: Awaited<ReturnType<ChainableCommander['exec']>>): unknown[] {

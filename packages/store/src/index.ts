@@ -4,3 +4,6 @@ export * from './read-model.js';
 export * from './redis.js';
 export * from './registry.js';
 export * from './inbox.js';
+export * from './budget.js';
+export * from './notification-ledger.js';
+export * from './server-check.js';

@@ -1,55 +1,71 @@
 /**
  * Every Redis key Switchboard writes, built from the one key prefix (SPEC §9 `KEY_PREFIX`).
- * Nothing else in the code base spells a key.
+ * Nothing else in the code base spells a key, and scripts receive every key they touch as `KEYS`.
+ *
+ * Where a key lives on Redis Cluster is decided here, by its hash tag (the first `{…}`):
+ *
+ * - the registry (instances, sockets, users' sockets and presence, room membership, the cluster
+ *   counters and indexes) shares the tag `{reg}`: one slot, so each connect, join, leave,
+ *   disconnect or reap is one atomic script and every count stays exact (docs/scaling.md has the
+ *   measured rate one shard carries);
+ * - a user's inbox and publish budget are tagged with the user id, a room's history with the room
+ *   name, a notification id's delivery record with the id: spread over the cluster by their
+ *   natural owner, and each script touches one of them.
+ *
+ * Ids that appear in a key sit in braces, which they cannot hold (user ids, pod and instance ids,
+ * room names, notification ids never contain `{` or `}`), so no id spells another's key: user
+ * "ann:sockets" does not reach ann's socket set. Inside a registry key the first braces are
+ * `{reg}`, so an id's braces there only keep names apart.
  */
 export function keys(prefix: string) {
   const p = prefix;
+  const reg = `${p}:{reg}`;
   return {
     prefix: p,
-    // ---- registry (pods, sockets, users, rooms) ----
-    /** ZSET pod id → last heartbeat (ms). */
-    pods: `${p}:reg:pods`,
-    // Pod ids, like user ids below, sit in braces: a pod named "gw:sockets" must not spell the
-    // socket set of pod "gw".
-    /** HASH startedAt, lastHeartbeatAt, connections. */
-    pod: (podId: string) => `${p}:reg:pod:{${podId}}`,
-    /** SET socket ids held by a pod. */
-    podSockets: (podId: string) => `${p}:reg:pod:{${podId}}:sockets`,
-    /** HASH userId, pod, connectedAt, name. */
-    socket: (socketId: string) => `${p}:reg:sock:${socketId}`,
+    // ---- registry (one slot: `{reg}`) ----
+    /** ZSET gateway instance id → last heartbeat (Redis time, ms). */
+    instances: `${reg}:instances`,
+    /** HASH pod, startedAt, lastHeartbeatAt, connections of one gateway process. */
+    instance: (instanceId: string) => `${reg}:instance:{${instanceId}}`,
+    /** SET socket ids held by an instance. */
+    instanceSockets: (instanceId: string) => `${reg}:instance:{${instanceId}}:sockets`,
+    /** HASH userId, pod, instance, connectedAt, name, guest. */
+    socket: (socketId: string) => `${reg}:sock:{${socketId}}`,
     /** SET rooms a socket is in. */
-    socketRooms: (socketId: string) => `${p}:reg:sock:${socketId}:rooms`,
-    // User ids sit in braces, which they cannot hold: user "ann:sockets" must not spell ann's set.
+    socketRooms: (socketId: string) => `${reg}:sock:{${socketId}}:rooms`,
     /** SET socket ids of a user, across pods. */
-    userSockets: (userId: string) => `${p}:reg:user:{${userId}}:sockets`,
-    /** HASH status, text, lastSeen, name. Kept after the user leaves, with a TTL. */
-    user: (userId: string) => `${p}:reg:user:{${userId}}`,
+    userSockets: (userId: string) => `${reg}:user:{${userId}}:sockets`,
+    /** HASH status, text, lastSeen, name. Kept a while after a user leaves; a guest's goes with it. */
+    user: (userId: string) => `${reg}:user:{${userId}}`,
     /** ZSET (score 0) of online user ids, for lexicographic cursors. */
-    online: `${p}:reg:online`,
+    online: `${reg}:online`,
     /** HASH userId → number of that user's sockets in the room. */
-    roomUsers: (room: string) => `${p}:reg:room:${room}:users`,
+    roomUsers: (room: string) => `${reg}:room:{${room}}:users`,
     /** ZSET (score 0) of the room's user ids, for lexicographic member pages. */
-    roomMembers: (room: string) => `${p}:reg:room:${room}:members`,
+    roomMembers: (room: string) => `${reg}:room:{${room}}:members`,
     /** ZSET (score 0) of rooms with at least one member. */
-    rooms: `${p}:reg:rooms`,
+    rooms: `${reg}:rooms`,
     /** HASH of cluster counters: connections. */
-    counters: `${p}:reg:counters`,
-    /** String lock held by the pod reaping dead pods. */
-    reaperLock: `${p}:reg:reaper-lock`,
-    // ---- room history ----
+    counters: `${reg}:counters`,
+    /** String lock held by the instance reaping dead ones. */
+    reaperLock: `${reg}:reaper-lock`,
+    // ---- room history (per room) ----
     /** STREAM of a room's recent messages. */
-    history: (room: string) => `${p}:hist:${room}`,
-    // ---- notification inbox ----
-    // The user id sits in braces, which user ids cannot hold: no user id spells another user's key
-    // (a user "ann:items" must not reach ann's items).
+    history: (room: string) => `${p}:hist:{${room}}`,
+    /** HASH bytes: the size of what a room's stream holds, kept with it. */
+    historyMeta: (room: string) => `${p}:hist:{${room}}:meta`,
+    // ---- per user, outside the registry ----
+    /** HASH messages, bytes: what a user published in the current budget window. */
+    publishBudget: (userId: string) => `${p}:budget:{${userId}}`,
     /** ZSET notification id → ts (ms). */
     inbox: (userId: string) => `${p}:inbox:{${userId}}`,
     /** HASH notification id → JSON of the notification. */
     inboxItems: (userId: string) => `${p}:inbox:{${userId}}:items`,
     /** SET of unread notification ids. */
     inboxUnread: (userId: string) => `${p}:inbox:{${userId}}:unread`,
-    /** String marking a notification id as already delivered (idempotency), with a TTL. */
-    delivered: (id: string) => `${p}:delivered:${id}`,
+    // ---- notifications (per id) ----
+    /** String: the delivery record of a notification id (idempotency window), see NotificationLedger. */
+    notification: (id: string) => `${p}:notif:{${id}}`,
     // ---- operator console (admin service) ----
     // Kept apart from everything the gateways and the dispatcher write. The key holds a digest of
     // the session id, never the id itself: whoever reads Redis cannot replay a session cookie.

@@ -1,10 +1,14 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import type { Member, PresenceInfo } from '@switchboard/protocol';
 import { keys, type Keys } from './keys.js';
+import type { RedisClient } from './redis.js';
 import { asStatus } from './registry.js';
 
 export interface PodInfo {
+  /** `POD_ID`. */
   id: string;
+  /** The process: a pod restarted under the same id is a new instance (the old one is reaped). */
+  instance: string;
   connections: number;
   startedAt: number;
   lastHeartbeatAt: number;
@@ -48,25 +52,31 @@ export class ReadModel {
   readonly keys: Keys;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     keyPrefix: string,
   ) {
     this.keys = keys(keyPrefix);
   }
 
-  /** Cluster counts in one round trip for the counters, one for the pods. */
+  /** Cluster counts in one round trip for the counters, one for the instances. */
   async counts(): Promise<ClusterCounts> {
     const k = this.keys;
-    const [pods, connections, usersOnline, rooms] = (await values(
-      this.redis.pipeline().zrange(k.pods, 0, -1).hget(k.counters, 'connections').zcard(k.online).zcard(k.rooms),
+    const [instances, connections, usersOnline, rooms] = (await values(
+      this.redis.pipeline().zrange(k.instances, 0, -1).hget(k.counters, 'connections').zcard(k.online).zcard(k.rooms),
     )) as [string[], string | null, number, number];
     const pipe = this.redis.pipeline();
-    for (const id of pods) pipe.hmget(k.pod(id), 'connections', 'startedAt', 'lastHeartbeatAt');
-    const res = pods.length ? await values(pipe) : [];
+    for (const id of instances) pipe.hmget(k.instance(id), 'pod', 'connections', 'startedAt', 'lastHeartbeatAt');
+    const res = instances.length ? await values(pipe) : [];
     return {
-      pods: pods.map((id, i) => {
-        const [c, s, h] = (res[i] as (string | null)[] | undefined) ?? [];
-        return { id, connections: Number(c ?? 0), startedAt: Number(s ?? 0), lastHeartbeatAt: Number(h ?? 0) };
+      pods: instances.map((instance, i) => {
+        const [pod, c, s, h] = (res[i] as (string | null)[] | undefined) ?? [];
+        return {
+          id: pod ?? instance,
+          instance,
+          connections: Number(c ?? 0),
+          startedAt: Number(s ?? 0),
+          lastHeartbeatAt: Number(h ?? 0),
+        };
       }),
       connections: Math.max(0, Number(connections ?? 0)),
       usersOnline,
@@ -183,10 +193,15 @@ export class ReadModel {
     };
   }
 
-  /** Age in ms of the stalest pod heartbeat (0 without pods). */
-  async oldestHeartbeatAgeMs(now = Date.now()): Promise<number> {
-    const oldest = await this.redis.zrange(this.keys.pods, 0, 0, 'WITHSCORES');
-    return oldest.length === 2 ? Math.max(0, now - Number(oldest[1])) : 0;
+  /** Age in ms of the stalest instance heartbeat, in Redis time (0 without instances). */
+  async oldestHeartbeatAgeMs(): Promise<number> {
+    const [oldest, [sec, usec]] = (await values(this.redis.pipeline().zrange(this.keys.instances, 0, 0, 'WITHSCORES').time())) as [
+      string[],
+      [string, string],
+    ];
+    if (oldest.length !== 2) return 0;
+    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    return Math.max(0, now - Number(oldest[1]));
   }
 }
 

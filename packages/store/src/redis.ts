@@ -1,6 +1,9 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 
-export type { Redis } from 'ioredis';
+export type { Cluster, Redis } from 'ioredis';
+
+/** A command client on any topology: standalone or Sentinel (`Redis`), or Redis Cluster. */
+export type RedisClient = Redis | Cluster;
 
 export interface RedisLogger {
   warn(obj: object, msg: string): void;

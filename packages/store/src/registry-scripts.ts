@@ -1,154 +1,289 @@
 /**
  * Lua scripts that keep the registry consistent: every change of a socket, its rooms and the
- * counts derived from them happens in one atomic step. Keys are built from ARGV[1], the
- * registry base `<prefix>:reg`, exactly as `keys()` spells them.
+ * counts derived from them happens in one atomic step. Every key a script touches arrives in
+ * `KEYS`, built by `keys()`; all of them share the registry's hash tag, so each call is one slot
+ * on Redis Cluster. Times come from Redis (`TIME`), the one clock every pod shares.
  */
 
 const helpers = `
-local B = ARGV[1]
-local function k(...) return B .. ':' .. table.concat({...}, ':') end
--- a user or pod id in braces, as keys() spells it
-local function u(id) return '{' .. id .. '}' end
-local function leave_room(sid, uid, room)
-  if redis.call('SREM', k('sock', sid, 'rooms'), room) == 0 then return -1 end
-  local ru = k('room', room, 'users')
-  local c = redis.call('HINCRBY', ru, uid, -1)
-  if c <= 0 then
-    redis.call('HDEL', ru, uid)
-    redis.call('ZREM', k('room', room, 'members'), uid)
-    if redis.call('HLEN', ru) == 0 then
-      redis.call('DEL', ru, k('room', room, 'members'))
-      redis.call('ZREM', k('rooms'), room)
+local call = redis.call
+local function now_ms()
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- sr: the socket's rooms, ru / rm: the room's users hash and members zset, rz: the rooms index.
+-- 1: the user's first socket in, 0: another socket of the user was in already, -1: no change
+local function join_room(sr, ru, rm, rz, uid, room)
+  if call('SADD', sr, room) == 0 then return -1 end
+  if call('HINCRBY', ru, uid, 1) == 1 then
+    call('ZADD', rm, 0, uid)
+    call('ZADD', rz, 0, room)
+    return 1
+  end
+  return 0
+end
+-- 1: the user's last socket out, 0: another socket of the user stays, -1: no change
+local function leave_room(sr, ru, rm, rz, uid, room)
+  if call('SREM', sr, room) == 0 then return -1 end
+  if call('HINCRBY', ru, uid, -1) <= 0 then
+    call('HDEL', ru, uid)
+    call('ZREM', rm, uid)
+    if call('HLEN', ru) == 0 then
+      call('DEL', ru, rm)
+      call('ZREM', rz, room)
     end
     return 1
   end
   return 0
 end
+local function fresh(instances, iid, maxAge, now)
+  local hb = call('ZSCORE', instances, iid)
+  return hb and tonumber(hb) > now - tonumber(maxAge)
+end
 `;
 
 /**
- * ARGV: base, sid, uid, pod, now, name, maxConnections, userTtlSec
- * → { accepted, userSocketCount, cameOnline, status }
+ * KEYS: instances, instance, instanceSockets, counters, online, socket, userSockets, user
+ * ARGV: sid, uid, pod, instanceId, name, maxConnections, guest ('1' / '0')
+ * → { accepted (1, 0: over the limit, -1: unknown instance), userSockets, cameOnline, status, now }
+ * A socket registered already is accepted again unchanged (a retried call).
  */
 export const CONNECT = `${helpers}
-local sid, uid, pod, now, name = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local max = tonumber(ARGV[7])
-local us = k('user', u(uid), 'sockets')
-if redis.call('EXISTS', k('sock', sid)) == 1 then
-  return {1, redis.call('SCARD', us), 0, redis.call('HGET', k('user', u(uid)), 'status') or 'online'}
+local sid, uid, pod, iid, name, guest = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]
+if not call('ZSCORE', KEYS[1], iid) then return {-1, 0, 0, '', 0} end
+local now = now_ms()
+if call('EXISTS', KEYS[6]) == 1 then
+  return {1, call('SCARD', KEYS[7]), 0, call('HGET', KEYS[8], 'status') or 'online', now}
 end
-local n = redis.call('SCARD', us)
-if n >= max then return {0, n, 0, ''} end
-redis.call('HSET', k('sock', sid), 'userId', uid, 'pod', pod, 'connectedAt', now, 'name', name)
-redis.call('SADD', k('pod', u(pod), 'sockets'), sid)
-redis.call('HINCRBY', k('pod', u(pod)), 'connections', 1)
-redis.call('HINCRBY', k('counters'), 'connections', 1)
-redis.call('SADD', us, sid)
-local uk = k('user', u(uid))
+local n = call('SCARD', KEYS[7])
+if n >= tonumber(ARGV[6]) then return {0, n, 0, '', now} end
+call('HSET', KEYS[6], 'userId', uid, 'pod', pod, 'instance', iid, 'connectedAt', now, 'name', name, 'guest', guest)
+call('SADD', KEYS[3], sid)
+call('HINCRBY', KEYS[2], 'connections', 1)
+call('HINCRBY', KEYS[4], 'connections', 1)
+call('SADD', KEYS[7], sid)
 local came = 0
 if n == 0 then
   came = 1
-  redis.call('ZADD', k('online'), 0, uid)
-  redis.call('HSET', uk, 'status', 'online', 'lastSeen', now)
-  redis.call('HDEL', uk, 'text')
+  call('ZADD', KEYS[5], 0, uid)
+  call('HSET', KEYS[8], 'status', 'online', 'lastSeen', now)
+  call('HDEL', KEYS[8], 'text')
 end
-if name ~= '' then redis.call('HSET', uk, 'name', name) end
-redis.call('PERSIST', uk)
-return {1, n + 1, came, redis.call('HGET', uk, 'status') or 'online'}
+if name ~= '' then call('HSET', KEYS[8], 'name', name) end
+call('PERSIST', KEYS[8])
+return {1, n + 1, came, call('HGET', KEYS[8], 'status') or 'online', now}
 `;
 
-/** ARGV: base, sid, room → { joined, firstForUser, members } (joined -1: unknown socket) */
+/**
+ * KEYS: socket, socketRooms, roomUsers, roomMembers, rooms. ARGV: uid, room
+ * → { joined (1, 0: already in, -1: unknown socket), firstForUser, members }
+ */
 export const JOIN = `${helpers}
-local sid, room = ARGV[2], ARGV[3]
-local uid = redis.call('HGET', k('sock', sid), 'userId')
-if not uid then return {-1, 0, 0} end
-local ru = k('room', room, 'users')
-if redis.call('SADD', k('sock', sid, 'rooms'), room) == 0 then
-  return {0, 0, redis.call('HLEN', ru)}
-end
-local c = redis.call('HINCRBY', ru, uid, 1)
-if c == 1 then
-  redis.call('ZADD', k('room', room, 'members'), 0, uid)
-  redis.call('ZADD', k('rooms'), 0, room)
-end
-return {1, c == 1 and 1 or 0, redis.call('HLEN', ru)}
-`;
-
-/** ARGV: base, sid, room → { left, lastForUser, members } */
-export const LEAVE = `${helpers}
-local sid, room = ARGV[2], ARGV[3]
-local uid = redis.call('HGET', k('sock', sid), 'userId')
-if not uid then return {-1, 0, 0} end
-local r = leave_room(sid, uid, room)
-local members = redis.call('HLEN', k('room', room, 'users'))
+if call('HGET', KEYS[1], 'userId') ~= ARGV[1] then return {-1, 0, 0} end
+local r = join_room(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2])
+local members = call('HLEN', KEYS[3])
 if r < 0 then return {0, 0, members} end
 return {1, r, members}
 `;
 
 /**
- * ARGV: base, sid, now, userTtlSec
- * → { userId, wentOffline, status, room1, room2, … } (rooms the user's last socket left); {} if unknown
+ * KEYS: socket, socketRooms, roomUsers, roomMembers, rooms. ARGV: uid, room
+ * → { left (1, 0: not in, -1: unknown socket), lastForUser, members }
  */
-export const DISCONNECT = `${helpers}
-local sid, now, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local sk = k('sock', sid)
-local f = redis.call('HMGET', sk, 'userId', 'pod')
-local uid, pod = f[1], f[2]
-if not uid then return {} end
-local out = {uid, 0, ''}
-local rooms = redis.call('SMEMBERS', k('sock', sid, 'rooms'))
-for _, room in ipairs(rooms) do
-  if leave_room(sid, uid, room) == 1 then table.insert(out, room) end
+export const LEAVE = `${helpers}
+if call('HGET', KEYS[1], 'userId') ~= ARGV[1] then return {-1, 0, 0} end
+local r = leave_room(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2])
+local members = call('HLEN', KEYS[3])
+if r < 0 then return {0, 0, members} end
+return {1, r, members}
+`;
+
+/**
+ * Removes sockets of one instance: a clean disconnect (one socket, by the pod holding it), the
+ * reaper's removal of a dead instance's sockets, or a pod dropping what the registry holds in its
+ * name but it does not.
+ * KEYS: instances, instance, instanceSockets, counters, online, rooms, then per socket
+ *   socket, socketRooms, userSockets, user, then per room of the socket roomUsers, roomMembers
+ * ARGV: instanceId, maxAgeMs ('' when the caller is the instance; else the instance must still be
+ *   silent for that long, checked here, in the same step), userTtlSec, then per socket
+ *   sid, uid, guest, number of rooms, the rooms
+ * → { 'alive' } when the instance beat meanwhile; else { now, per socket { code, wentOffline,
+ *   status, rooms } } with code 1 (removed; rooms: those the user's last socket left), 0 (not
+ *   registered to this instance: nothing done), -2 (the registry holds it in more rooms than were
+ *   given: nothing done, rooms: the missing ones, to call again with).
+ */
+export const DROP_SOCKETS = `${helpers}
+local iid, maxAge, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+if maxAge ~= '' and fresh(KEYS[1], iid, maxAge, now) then return {'alive'} end
+local out = {now}
+local k, a = 7, 4
+while a <= #ARGV do
+  local sid, uid, guest, n = ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', tonumber(ARGV[a + 3])
+  local sk, sr, us, uk = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local rooms, given = {}, {}
+  for i = 1, n do
+    local room = ARGV[a + 3 + i]
+    rooms[i] = {room, KEYS[k + 2 + 2 * i], KEYS[k + 3 + 2 * i]}
+    given[room] = true
+  end
+  local f = call('HMGET', sk, 'userId', 'instance')
+  if not f[1] then
+    call('SREM', KEYS[3], sid)
+    out[#out + 1] = {0, 0, '', {}}
+  elseif f[1] ~= uid or f[2] ~= iid then
+    -- held in another instance's name: not this instance's to count
+    if f[2] ~= iid then call('SREM', KEYS[3], sid) end
+    out[#out + 1] = {0, 0, '', {}}
+  else
+    local missing = {}
+    for _, room in ipairs(call('SMEMBERS', sr)) do
+      if not given[room] then missing[#missing + 1] = room end
+    end
+    if #missing > 0 then
+      out[#out + 1] = {-2, 0, '', missing}
+    else
+      local left = {}
+      for _, r in ipairs(rooms) do
+        if leave_room(sr, r[2], r[3], KEYS[6], uid, r[1]) == 1 then left[#left + 1] = r[1] end
+      end
+      call('DEL', sk, sr)
+      if call('SREM', KEYS[3], sid) == 1 and call('EXISTS', KEYS[2]) == 1 then
+        call('HINCRBY', KEYS[2], 'connections', -1)
+      end
+      call('HINCRBY', KEYS[4], 'connections', -1)
+      call('SREM', us, sid)
+      local offline = 0
+      if call('SCARD', us) == 0 then
+        offline = 1
+        call('ZREM', KEYS[5], uid)
+        -- nothing of a guest outlives its last socket
+        if guest then call('DEL', uk) else call('HSET', uk, 'lastSeen', now); call('EXPIRE', uk, ttl) end
+      elseif not guest then
+        call('HSET', uk, 'lastSeen', now)
+      end
+      local status = 'online'
+      if not guest then status = call('HGET', uk, 'status') or 'online' end
+      out[#out + 1] = {1, offline, status, left}
+    end
+  end
+  k = k + 4 + 2 * n
+  a = a + 4 + n
 end
-redis.call('DEL', sk, k('sock', sid, 'rooms'))
-if redis.call('SREM', k('pod', u(pod), 'sockets'), sid) == 1 and redis.call('EXISTS', k('pod', u(pod))) == 1 then
-  redis.call('HINCRBY', k('pod', u(pod)), 'connections', -1)
-end
-redis.call('HINCRBY', k('counters'), 'connections', -1)
-local us = k('user', u(uid), 'sockets')
-redis.call('SREM', us, sid)
-local uk = k('user', u(uid))
-redis.call('HSET', uk, 'lastSeen', now)
-if redis.call('SCARD', us) == 0 then
-  out[2] = 1
-  redis.call('ZREM', k('online'), uid)
-  redis.call('EXPIRE', uk, ttl)
-end
-out[3] = redis.call('HGET', uk, 'status') or 'online'
 return out
 `;
 
-/** ARGV: base, pod, now, startedAt → 1 if the pod was known, 0 if it had been reaped (or is new) */
-export const HEARTBEAT = `${helpers}
-local pod, now, started = ARGV[2], ARGV[3], ARGV[4]
-local known = redis.call('ZSCORE', k('pods'), pod) and 1 or 0
-redis.call('ZADD', k('pods'), now, pod)
-local pk = k('pod', u(pod))
-redis.call('HSET', pk, 'lastHeartbeatAt', now)
-redis.call('HSETNX', pk, 'startedAt', started)
-redis.call('HSETNX', pk, 'connections', 0)
-return known
+/**
+ * Puts a live instance's sockets back as the pod holds them: after the instance was reaped while
+ * alive (a long stall, a partition) or after Redis lost writes. Sockets missing from the registry
+ * are registered (no connection limit: they are connected); each socket's rooms are made what
+ * the pod says, joining the missing ones and leaving the extra ones.
+ * KEYS: instances, instance, instanceSockets, counters, online, rooms, then per socket
+ *   socket, socketRooms, userSockets, user, then per room (its rooms, then the extra ones)
+ *   roomUsers, roomMembers
+ * ARGV: instanceId, pod, then per socket sid, uid, name, guest, connectedAt, number of rooms,
+ *   number of extra rooms, the rooms, the extra rooms
+ * → { 'unknown' } when the instance has no heartbeat; else { now, per socket { state, cameOnline,
+ *   status, joined rooms, left rooms } } with state 1 (registered again), 0 (was registered),
+ *   -1 (the socket id belongs to another instance or user: nothing done)
+ */
+export const RESTORE = `${helpers}
+local iid, pod = ARGV[1], ARGV[2]
+if not call('ZSCORE', KEYS[1], iid) then return {'unknown'} end
+local now = now_ms()
+local out = {now}
+local k, a = 7, 3
+while a <= #ARGV do
+  local sid, uid, name, guest, at = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local n, x = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local sk, sr, us, uk = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  local f = call('HMGET', sk, 'userId', 'instance')
+  if f[1] and (f[1] ~= uid or f[2] ~= iid) then
+    out[#out + 1] = {-1, 0, '', {}, {}}
+  else
+    local state, came = 0, 0
+    if not f[1] then
+      state = 1
+      call('HSET', sk, 'userId', uid, 'pod', pod, 'instance', iid, 'connectedAt', at, 'name', name, 'guest', guest)
+      call('SADD', KEYS[3], sid)
+      call('HINCRBY', KEYS[2], 'connections', 1)
+      call('HINCRBY', KEYS[4], 'connections', 1)
+      call('SADD', us, sid)
+      if call('SCARD', us) == 1 then
+        came = 1
+        call('ZADD', KEYS[5], 0, uid)
+        -- a returning user keeps the status the registry remembers
+        if not call('HGET', uk, 'status') then call('HSET', uk, 'status', 'online') end
+        call('HSET', uk, 'lastSeen', now)
+      end
+      if name ~= '' then call('HSET', uk, 'name', name) end
+      call('PERSIST', uk)
+    end
+    local joined, left = {}, {}
+    for i = 1, n + x do
+      local room, ru, rm = ARGV[a + 6 + i], KEYS[k + 2 + 2 * i], KEYS[k + 3 + 2 * i]
+      if i <= n then
+        if join_room(sr, ru, rm, KEYS[6], uid, room) == 1 then joined[#joined + 1] = room end
+      elseif leave_room(sr, ru, rm, KEYS[6], uid, room) == 1 then
+        left[#left + 1] = room
+      end
+    end
+    out[#out + 1] = {state, came, call('HGET', uk, 'status') or 'online', joined, left}
+  end
+  k = k + 4 + 2 * (n + x)
+  a = a + 7 + n + x
+end
+return out
 `;
 
-/** ARGV: base, pod → removes a pod that has no sockets left */
-export const DROP_POD = `${helpers}
-local pod = ARGV[2]
-redis.call('ZREM', k('pods'), pod)
-redis.call('DEL', k('pod', u(pod)))
-if redis.call('SCARD', k('pod', u(pod), 'sockets')) == 0 then redis.call('DEL', k('pod', u(pod), 'sockets')) end
+/**
+ * KEYS: instances, instance. ARGV: instanceId, pod, startedAt ('' on the first beat: now)
+ * → { known (0: new, or reaped while it was silent), now, startedAt }
+ */
+export const HEARTBEAT = `${helpers}
+local now = now_ms()
+local known = call('ZSCORE', KEYS[1], ARGV[1]) and 1 or 0
+call('ZADD', KEYS[1], now, ARGV[1])
+call('HSET', KEYS[2], 'pod', ARGV[2], 'lastHeartbeatAt', now)
+local started = ARGV[3]
+if started == '' then started = now end
+call('HSETNX', KEYS[2], 'startedAt', started)
+call('HSETNX', KEYS[2], 'connections', 0)
+return {known, now, tonumber(call('HGET', KEYS[2], 'startedAt'))}
+`;
+
+/** KEYS: instances. ARGV: maxAgeMs → { now, { instance ids silent for longer (at most 100) } } */
+export const SILENT = `${helpers}
+local now = now_ms()
+return {now, call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])), 'LIMIT', 0, 100)}
+`;
+
+/**
+ * Removes an instance once it holds no socket.
+ * KEYS: instances, instance, instanceSockets. ARGV: instanceId, maxAgeMs ('' for the instance's
+ *   own shutdown; else it must still be silent that long)
+ * → 1 removed; 0 sockets remain (on shutdown the instance is then marked silent since forever,
+ *   so the next reaper takes them); -1 the instance beat meanwhile
+ */
+export const DROP_INSTANCE = `${helpers}
+if call('SCARD', KEYS[3]) > 0 then
+  if ARGV[2] == '' then call('ZADD', KEYS[1], 0, ARGV[1]) end
+  return 0
+end
+if ARGV[2] ~= '' and fresh(KEYS[1], ARGV[1], ARGV[2], now_ms()) then return -1 end
+call('ZREM', KEYS[1], ARGV[1])
+call('DEL', KEYS[2], KEYS[3])
 return 1
 `;
 
-/** ARGV: base, uid, status, text → 1 if the user is online */
+/** KEYS: user, userSockets. ARGV: status, text → 1 if the user is online */
 export const SET_STATUS = `${helpers}
-local uid, status, text = ARGV[2], ARGV[3], ARGV[4]
-local uk = k('user', u(uid))
-redis.call('HSET', uk, 'status', status)
-if text == '' then redis.call('HDEL', uk, 'text') else redis.call('HSET', uk, 'text', text) end
-return redis.call('SCARD', k('user', u(uid), 'sockets')) > 0 and 1 or 0
+call('HSET', KEYS[1], 'status', ARGV[1])
+if ARGV[2] == '' then call('HDEL', KEYS[1], 'text') else call('HSET', KEYS[1], 'text', ARGV[2]) end
+return call('SCARD', KEYS[2]) > 0 and 1 or 0
 `;
 
-/** Releases the reaper lock only if this pod holds it. KEYS[1] lock, ARGV[1] token */
+/** Releases a lock only if this caller holds it. KEYS: lock. ARGV: token */
 export const UNLOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

@@ -1,49 +1,89 @@
 import { randomUUID } from 'node:crypto';
-import type { ChainableCommander, Redis } from 'ioredis';
 import type { PresenceStatus } from '@switchboard/protocol';
 import { keys, type Keys } from './keys.js';
-import { CONNECT, DISCONNECT, DROP_POD, HEARTBEAT, JOIN, LEAVE, SET_STATUS, UNLOCK } from './registry-scripts.js';
+import type { RedisClient } from './redis.js';
+import {
+  CONNECT,
+  DROP_INSTANCE,
+  DROP_SOCKETS,
+  HEARTBEAT,
+  JOIN,
+  LEAVE,
+  RESTORE,
+  SET_STATUS,
+  SILENT,
+  UNLOCK,
+} from './registry-scripts.js';
 
+type Arg = string | number;
+type Reply = unknown;
 interface RegistryCommands {
-  sbConnect(...args: string[]): Promise<[number, number, number, string]>;
-  sbJoin(...args: string[]): Promise<[number, number, number]>;
-  sbLeave(...args: string[]): Promise<[number, number, number]>;
-  sbDisconnect(...args: string[]): Promise<string[]>;
-  sbHeartbeat(...args: string[]): Promise<number>;
-  sbDropPod(...args: string[]): Promise<number>;
-  sbSetStatus(...args: string[]): Promise<number>;
-  sbUnlock(key: string, token: string): Promise<number>;
+  sbRegConnect(...args: Arg[]): Promise<[number, number, number, string, number]>;
+  sbRegJoin(...args: Arg[]): Promise<[number, number, number]>;
+  sbRegLeave(...args: Arg[]): Promise<[number, number, number]>;
+  sbRegDrop(...args: Arg[]): Promise<Reply[]>;
+  sbRegRestore(...args: Arg[]): Promise<Reply[]>;
+  sbRegHeartbeat(...args: Arg[]): Promise<[number, number, number]>;
+  sbRegSilent(...args: Arg[]): Promise<[number, string[]]>;
+  sbRegDropInstance(...args: Arg[]): Promise<number>;
+  sbRegSetStatus(...args: Arg[]): Promise<number>;
+  sbRegUnlock(...args: Arg[]): Promise<number>;
 }
-type ScriptedRedis = Redis & RegistryCommands;
+type ScriptedRedis = RedisClient & RegistryCommands;
 
-const SCRIPTS = {
-  sbConnect: CONNECT,
-  sbJoin: JOIN,
-  sbLeave: LEAVE,
-  sbDisconnect: DISCONNECT,
-  sbHeartbeat: HEARTBEAT,
-  sbDropPod: DROP_POD,
-  sbSetStatus: SET_STATUS,
-} as const;
+const SCRIPTS: Record<keyof RegistryCommands, string> = {
+  sbRegConnect: CONNECT,
+  sbRegJoin: JOIN,
+  sbRegLeave: LEAVE,
+  sbRegDrop: DROP_SOCKETS,
+  sbRegRestore: RESTORE,
+  sbRegHeartbeat: HEARTBEAT,
+  sbRegSilent: SILENT,
+  sbRegDropInstance: DROP_INSTANCE,
+  sbRegSetStatus: SET_STATUS,
+  sbRegUnlock: UNLOCK,
+};
 
 /** Registers the registry's scripts on a client once (ioredis sends EVALSHA, falling back to EVAL). */
-function scripted(redis: Redis): ScriptedRedis {
+function scripted(redis: RedisClient): ScriptedRedis {
   const r = redis as ScriptedRedis;
-  if (typeof r.sbConnect !== 'function') {
-    for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 0, lua });
-    redis.defineCommand('sbUnlock', { numberOfKeys: 1, lua: UNLOCK });
+  if (typeof r.sbRegConnect !== 'function') {
+    // Every script takes its keys as a leading count (`numberOfKeys` left to the call).
+    for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { lua });
   }
   return r;
 }
 
-export interface ConnectResult {
-  accepted: boolean;
-  /** The user's sockets across the cluster, this one included when accepted. */
-  userSockets: number;
-  /** This socket made the user go online. */
-  cameOnline: boolean;
-  status: PresenceStatus;
+/** Sockets per script call when many are removed or put back: bounds how long one call holds Redis. */
+export const REGISTRY_BATCH = 200;
+
+/** One gateway process: a new process is a new instance, whatever its `POD_ID`. */
+export interface InstanceRef {
+  /** Unique per process. */
+  id: string;
+  /** `POD_ID`: what operators and clients see. */
+  pod: string;
 }
+
+/** A socket as the registry identifies it. */
+export interface SocketRef {
+  socketId: string;
+  userId: string;
+  guest: boolean;
+}
+
+/** A socket as the pod holding it knows it, to put it back in the registry. */
+export interface HeldSocket extends SocketRef {
+  name?: string;
+  connectedAt: number;
+  /** Rooms the socket is in (not its `user:` room). */
+  rooms: readonly string[];
+}
+
+export type ConnectResult =
+  | { accepted: true; userSockets: number; cameOnline: boolean; status: PresenceStatus; now: number }
+  | { accepted: false; reason: 'limit'; userSockets: number }
+  | { accepted: false; reason: 'unknown-instance' };
 
 export interface DisconnectResult {
   userId: string;
@@ -52,6 +92,13 @@ export interface DisconnectResult {
   status: PresenceStatus;
   /** Rooms this user no longer has any socket in. */
   roomsLeft: string[];
+  /** Redis time of the departure. */
+  at: number;
+}
+
+export interface ReapedSocket extends DisconnectResult {
+  socketId: string;
+  pod: string;
 }
 
 export interface MembershipChange {
@@ -63,9 +110,27 @@ export interface MembershipChange {
   members: number;
 }
 
-export interface ReapedSocket extends DisconnectResult {
-  socketId: string;
-  pod: string;
+/** What putting sockets back changed, for the pod to announce. */
+export interface RestoreResult {
+  /** Sockets that were missing and are registered again. */
+  registered: number;
+  /** Users that are online again, with their status. */
+  cameOnline: { userId: string; status: PresenceStatus }[];
+  /** (room, user) memberships that exist again. */
+  joined: { room: string; userId: string; name?: string }[];
+  /** (room, user) memberships that the registry had and the pod did not. */
+  left: { room: string; userId: string }[];
+  /** Sockets the registry held for this instance but the pod does not: removed. */
+  dropped: (DisconnectResult & { socketId: string })[];
+}
+
+export interface HeartbeatResult {
+  /** False when the instance was unknown: new, or reaped while it was silent. */
+  known: boolean;
+  /** Redis time of the beat. */
+  now: number;
+  /** Redis time of the instance's first beat. */
+  startedAt: number;
 }
 
 export interface RegistryOptions {
@@ -73,121 +138,269 @@ export interface RegistryOptions {
   userTtlSec?: number;
 }
 
+/** The registry answered something no version of its scripts sends. */
+export class RegistryReplyError extends Error {
+  override name = 'RegistryReplyError';
+}
+
 /**
- * The cluster-wide connection registry (SPEC §5): pods and their heartbeats, sockets, users
- * online across devices, and room membership by user. Writes are atomic Lua scripts; the
- * counts the admin API shows are maintained incrementally, so reading them never scans.
+ * The cluster-wide connection registry (SPEC §5): gateway instances and their heartbeats,
+ * sockets, users online across devices, and room membership by user. Writes are atomic Lua
+ * scripts in one hash slot; the counts the admin API shows are maintained incrementally, so
+ * reading them never scans.
  */
 export class Registry {
   readonly keys: Keys;
-  private readonly base: string;
   private readonly redis: ScriptedRedis;
   private readonly userTtlSec: string;
 
-  constructor(redis: Redis, keyPrefix: string, options: RegistryOptions = {}) {
+  constructor(redis: RedisClient, keyPrefix: string, options: RegistryOptions = {}) {
     this.redis = scripted(redis);
     this.keys = keys(keyPrefix);
-    this.base = `${keyPrefix}:reg`;
     this.userTtlSec = String(options.userTtlSec ?? 30 * 86_400);
   }
 
-  async connect(s: {
-    socketId: string;
-    userId: string;
-    pod: string;
-    name?: string;
-    maxConnections: number;
-    now?: number;
-  }): Promise<ConnectResult> {
-    const [accepted, userSockets, came, status] = await this.redis.sbConnect(
-      this.base,
-      s.socketId,
-      s.userId,
-      s.pod,
-      String(s.now ?? Date.now()),
-      s.name ?? '',
-      String(s.maxConnections),
-      this.userTtlSec,
+  /** Records a heartbeat in Redis time. */
+  async heartbeat(instance: InstanceRef, startedAt?: number): Promise<HeartbeatResult> {
+    const k = this.keys;
+    const [known, now, started] = await this.redis.sbRegHeartbeat(
+      2,
+      k.instances,
+      k.instance(instance.id),
+      instance.id,
+      instance.pod,
+      startedAt === undefined ? '' : String(startedAt),
     );
-    return { accepted: accepted === 1, userSockets, cameOnline: came === 1, status: asStatus(status) };
-  }
-
-  async join(socketId: string, room: string): Promise<MembershipChange> {
-    const [changed, first, members] = await this.redis.sbJoin(this.base, socketId, room);
-    return { changed: changed === 1, userChanged: first === 1, members };
-  }
-
-  async leave(socketId: string, room: string): Promise<MembershipChange> {
-    const [changed, last, members] = await this.redis.sbLeave(this.base, socketId, room);
-    return { changed: changed === 1, userChanged: last === 1, members };
-  }
-
-  /** Removes a socket and everything derived from it; undefined if it was not registered. */
-  async disconnect(socketId: string, now = Date.now()): Promise<DisconnectResult | undefined> {
-    const out = await this.redis.sbDisconnect(this.base, socketId, String(now), this.userTtlSec);
-    return parseDisconnect(out);
-  }
-
-  /** Records a heartbeat; false when the pod was unknown (new, or reaped while it was stalled). */
-  async heartbeat(pod: string, startedAt: number, now = Date.now()): Promise<boolean> {
-    return (await this.redis.sbHeartbeat(this.base, pod, String(now), String(startedAt))) === 1;
-  }
-
-  async setStatus(userId: string, status: PresenceStatus, text?: string): Promise<boolean> {
-    return (await this.redis.sbSetStatus(this.base, userId, status, text ?? '')) === 1;
-  }
-
-  /** Removes a pod that shut down cleanly (its sockets are already gone). */
-  async dropPod(pod: string): Promise<void> {
-    await this.redis.sbDropPod(this.base, pod);
+    return { known: known === 1, now, startedAt: started };
   }
 
   /**
-   * Reaps pods whose heartbeat is older than `maxAgeMs`: one reaper at a time cluster-wide
-   * (a lock), every socket removed through the same script as a clean disconnect, so counts
-   * stay exact. Returns what was removed, for the caller to announce.
+   * Registers a socket, unless the user holds `maxConnections` sockets already (checked in the
+   * same step, so concurrent handshakes cannot pass the limit) or the instance has no heartbeat.
    */
-  async reapDeadPods(maxAgeMs: number, lockMs: number, now = Date.now()): Promise<ReapedSocket[]> {
+  async connect(s: SocketRef & { instance: InstanceRef; name?: string; maxConnections: number }): Promise<ConnectResult> {
+    const k = this.keys;
+    const [accepted, userSockets, came, status, now] = await this.redis.sbRegConnect(
+      8,
+      k.instances,
+      k.instance(s.instance.id),
+      k.instanceSockets(s.instance.id),
+      k.counters,
+      k.online,
+      k.socket(s.socketId),
+      k.userSockets(s.userId),
+      k.user(s.userId),
+      s.socketId,
+      s.userId,
+      s.instance.pod,
+      s.instance.id,
+      s.name ?? '',
+      s.maxConnections,
+      s.guest ? '1' : '0',
+    );
+    if (accepted === -1) return { accepted: false, reason: 'unknown-instance' };
+    if (accepted === 0) return { accepted: false, reason: 'limit', userSockets };
+    return { accepted: true, userSockets, cameOnline: came === 1, status: asStatus(status), now };
+  }
+
+  /** Adds a socket to a room. Rejects with `RegistryReplyError` for a socket the registry does not hold. */
+  async join(s: SocketRef, room: string): Promise<MembershipChange> {
+    return this.membership(this.redis.sbRegJoin(5, ...this.roomKeys(s, room), s.userId, room), 'join');
+  }
+
+  async leave(s: SocketRef, room: string): Promise<MembershipChange> {
+    return this.membership(this.redis.sbRegLeave(5, ...this.roomKeys(s, room), s.userId, room), 'leave');
+  }
+
+  /**
+   * Removes a socket held by `instance` and everything derived from it; undefined if it was not
+   * registered. `rooms` are the rooms the pod knows it in; rooms the registry holds besides are
+   * found and left too.
+   */
+  async disconnect(instance: InstanceRef, s: SocketRef, rooms: readonly string[]): Promise<DisconnectResult | undefined> {
+    const [result] = await this.drop(instance.id, '', [{ ...s, rooms }]);
+    return result;
+  }
+
+  async setStatus(userId: string, status: PresenceStatus, text?: string): Promise<boolean> {
+    return (await this.redis.sbRegSetStatus(2, this.keys.user(userId), this.keys.userSockets(userId), status, text ?? '')) === 1;
+  }
+
+  /**
+   * Makes the registry hold what this instance holds, in batches: registers missing sockets,
+   * fixes their rooms, and drops sockets registered in the instance's name that it no longer has.
+   * Call after the instance was found reaped while alive, or after Redis may have lost writes.
+   * The caller must not change these sockets in the registry meanwhile.
+   */
+  async restore(instance: InstanceRef, held: readonly HeldSocket[]): Promise<RestoreResult> {
+    const k = this.keys;
+    const result: RestoreResult = { registered: 0, cameOnline: [], joined: [], left: [], dropped: [] };
+    const heldIds = new Set(held.map((s) => s.socketId));
+    const registered = await this.redis.smembers(k.instanceSockets(instance.id));
+    const strays = registered.filter((sid) => !heldIds.has(sid));
+    if (strays.length) result.dropped = await this.dropUnknown(instance.id, '', strays);
+
+    for (let i = 0; i < held.length; i += REGISTRY_BATCH) {
+      const batch = held.slice(i, i + REGISTRY_BATCH);
+      const inRegistry = (await Promise.all(batch.map((s) => this.redis.smembers(k.socketRooms(s.socketId))))) as string[][];
+      const keyList: string[] = [k.instances, k.instance(instance.id), k.instanceSockets(instance.id), k.counters, k.online, k.rooms];
+      const args: Arg[] = [instance.id, instance.pod];
+      batch.forEach((s, j) => {
+        const local = new Set(s.rooms);
+        const extra = inRegistry[j]!.filter((room) => !local.has(room));
+        keyList.push(k.socket(s.socketId), k.socketRooms(s.socketId), k.userSockets(s.userId), k.user(s.userId));
+        for (const room of [...s.rooms, ...extra]) keyList.push(k.roomUsers(room), k.roomMembers(room));
+        args.push(s.socketId, s.userId, s.name ?? '', s.guest ? '1' : '0', s.connectedAt, s.rooms.length, extra.length, ...s.rooms, ...extra);
+      });
+      const reply = await this.redis.sbRegRestore(keyList.length, ...keyList, ...args);
+      if (reply[0] === 'unknown') throw new RegistryReplyError('restore: the instance has no heartbeat');
+      batch.forEach((s, j) => {
+        const [state, came, status, joined, left] = reply[j + 1] as [number, number, string, string[], string[]];
+        if (state === 1) result.registered++;
+        if (came === 1) result.cameOnline.push({ userId: s.userId, status: asStatus(status) });
+        for (const room of joined) result.joined.push({ room, userId: s.userId, ...(s.name ? { name: s.name } : {}) });
+        for (const room of left) result.left.push({ room, userId: s.userId });
+      });
+    }
+    return result;
+  }
+
+  /**
+   * Removes this instance from the registry on a clean shutdown, once its sockets are gone. If some
+   * are still registered (a disconnect that could not reach Redis), the instance is marked silent
+   * instead, so the next reaper removes them with the events a disconnect sends.
+   */
+  async leaveCluster(instance: InstanceRef): Promise<'removed' | 'left-to-reaper'> {
+    const k = this.keys;
+    const r = await this.redis.sbRegDropInstance(3, k.instances, k.instance(instance.id), k.instanceSockets(instance.id), instance.id, '');
+    return r === 1 ? 'removed' : 'left-to-reaper';
+  }
+
+  /**
+   * Reaps instances silent for longer than `maxAgeMs` (Redis time): one reaper at a time cluster-wide
+   * (a lock), sockets removed in batches through the same script as a clean disconnect, each batch
+   * checking in the same step that the instance is still silent, so counts stay exact and a pod that
+   * beats again keeps what it has. Returns what was removed, for the caller to announce;
+   * `onBatch` hears of each batch as it is removed.
+   */
+  async reapSilentInstances(
+    maxAgeMs: number,
+    lockMs: number,
+    options: { onBatch?: (instanceId: string, removed: number) => void | Promise<void> } = {},
+  ): Promise<ReapedSocket[]> {
+    const k = this.keys;
     const token = randomUUID();
-    const locked = await this.redis.set(this.keys.reaperLock, token, 'PX', lockMs, 'NX');
+    const locked = await this.redis.set(k.reaperLock, token, 'PX', lockMs, 'NX');
     if (locked !== 'OK') return [];
     const reaped: ReapedSocket[] = [];
     try {
-      const dead = await this.redis.zrangebyscore(this.keys.pods, '-inf', now - maxAgeMs);
-      for (const pod of dead) {
-        for (;;) {
-          const batch = await this.redis.srandmember(this.keys.podSockets(pod), 500);
+      const [, silent] = await this.redis.sbRegSilent(1, k.instances, maxAgeMs);
+      for (const id of silent) {
+        const pod = (await this.redis.hget(k.instance(id), 'pod')) ?? id;
+        let alive = false;
+        for (let round = 0; !alive && round < 10_000; round++) {
+          const batch = await this.redis.srandmember(k.instanceSockets(id), REGISTRY_BATCH);
           if (batch.length === 0) break;
-          const pipe = this.redis.pipeline() as ChainableCommander & {
-            sbDisconnect(...args: string[]): ChainableCommander;
-          };
-          for (const sid of batch) {
-            pipe.sbDisconnect(this.base, sid, String(now), this.userTtlSec);
-            // a socket hash may already be gone (crash between writes): make sure it leaves the set
-            pipe.srem(this.keys.podSockets(pod), sid);
-          }
-          const results = (await pipe.exec()) ?? [];
-          batch.forEach((sid, i) => {
-            const [err, out] = results[i * 2] ?? [];
-            if (err) throw err;
-            const r = parseDisconnect(out as string[]);
-            if (r) reaped.push({ ...r, socketId: sid, pod });
+          const removed = await this.dropUnknown(id, String(maxAgeMs), batch).catch((err: unknown) => {
+            if (err instanceof InstanceAliveError) return undefined;
+            throw err;
           });
+          if (!removed) alive = true;
+          else {
+            for (const r of removed) reaped.push({ ...r, pod });
+            await options.onBatch?.(id, removed.length);
+          }
         }
-        await this.redis.sbDropPod(this.base, pod);
+        if (!alive) {
+          await this.redis.sbRegDropInstance(3, k.instances, k.instance(id), k.instanceSockets(id), id, maxAgeMs);
+        }
       }
     } finally {
-      await this.redis.sbUnlock(this.keys.reaperLock, token).catch(() => undefined);
+      await this.redis.sbRegUnlock(1, k.reaperLock, token).catch(() => undefined);
     }
     return reaped;
   }
+
+  /** Drops sockets known by id only: reads who they are and their rooms first. */
+  private async dropUnknown(instanceId: string, maxAge: string, socketIds: readonly string[]): Promise<(DisconnectResult & { socketId: string })[]> {
+    const k = this.keys;
+    const out: (DisconnectResult & { socketId: string })[] = [];
+    for (let i = 0; i < socketIds.length; i += REGISTRY_BATCH) {
+      const ids = socketIds.slice(i, i + REGISTRY_BATCH);
+      const facts = await Promise.all(
+        ids.map((sid) =>
+          Promise.all([this.redis.hmget(k.socket(sid), 'userId', 'guest'), this.redis.smembers(k.socketRooms(sid))]),
+        ),
+      );
+      const sockets = ids.map((sid, j) => {
+        const [[userId, guest], rooms] = facts[j]!;
+        // a socket id without its hash is only in the instance's set: removed from it by the script
+        return { socketId: sid, userId: userId ?? '', guest: guest === '1', rooms };
+      });
+      const dropped = await this.drop(instanceId, maxAge, sockets);
+      dropped.forEach((r, j) => {
+        if (r) out.push({ ...r, socketId: ids[j]! });
+      });
+    }
+    return out;
+  }
+
+  /**
+   * One call of the drop script for `sockets`, then again for the ones the registry held in rooms
+   * the caller did not know of. Throws `InstanceAliveError` when `maxAge` is set and the instance beat.
+   */
+  private async drop(
+    instanceId: string,
+    maxAge: string,
+    sockets: readonly (SocketRef & { rooms: readonly string[] })[],
+  ): Promise<(DisconnectResult | undefined)[]> {
+    const k = this.keys;
+    const results: (DisconnectResult | undefined)[] = [];
+    let pending = sockets.map((s, index) => ({ ...s, index }));
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt > 5) throw new RegistryReplyError('disconnect: the socket\'s rooms keep changing');
+      const keyList: string[] = [k.instances, k.instance(instanceId), k.instanceSockets(instanceId), k.counters, k.online, k.rooms];
+      const args: Arg[] = [instanceId, maxAge, this.userTtlSec];
+      for (const s of pending) {
+        keyList.push(k.socket(s.socketId), k.socketRooms(s.socketId), k.userSockets(s.userId), k.user(s.userId));
+        for (const room of s.rooms) keyList.push(k.roomUsers(room), k.roomMembers(room));
+        args.push(s.socketId, s.userId, s.guest ? '1' : '0', s.rooms.length, ...s.rooms);
+      }
+      const reply = await this.redis.sbRegDrop(keyList.length, ...keyList, ...args);
+      if (reply[0] === 'alive') throw new InstanceAliveError();
+      const at = Number(reply[0]);
+      const again: typeof pending = [];
+      pending.forEach((s, j) => {
+        const [code, offline, status, rooms] = reply[j + 1] as [number, number, string, string[]];
+        if (code === 1) {
+          results[s.index] = { userId: s.userId, wentOffline: offline === 1, status: asStatus(status), roomsLeft: rooms, at };
+        } else if (code === -2) {
+          again.push({ ...s, rooms: [...s.rooms, ...rooms] });
+        }
+      });
+      pending = again;
+    }
+    return results;
+  }
+
+  private roomKeys(s: SocketRef, room: string): string[] {
+    const k = this.keys;
+    return [k.socket(s.socketId), k.socketRooms(s.socketId), k.roomUsers(room), k.roomMembers(room), k.rooms];
+  }
+
+  private async membership(call: Promise<[number, number, number]>, op: string): Promise<MembershipChange> {
+    const [changed, userChanged, members] = await call;
+    if (changed === -1) throw new UnknownSocketError(`${op}: the registry does not hold this socket`);
+    return { changed: changed === 1, userChanged: userChanged === 1, members };
+  }
 }
 
-function parseDisconnect(out: string[] | undefined | null): DisconnectResult | undefined {
-  if (!out || out.length === 0) return undefined;
-  const [userId, wentOffline, status, ...roomsLeft] = out;
-  return { userId: userId!, wentOffline: Number(wentOffline) === 1, status: asStatus(status), roomsLeft };
+/** The socket is not in the registry (its instance was reaped, or it is gone). */
+export class UnknownSocketError extends RegistryReplyError {
+  override name = 'UnknownSocketError';
 }
+
+class InstanceAliveError extends Error {}
 
 export function asStatus(value: unknown): PresenceStatus {
   return value === 'away' || value === 'busy' ? value : 'online';

@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnOwned, stopProcess } from './processes.js';
 import { freePort } from './redis.js';
 
 /** The load balancer configuration shared by docker-compose, `scripts/cluster.sh` and tests. */
@@ -76,7 +77,7 @@ async function launch(
   options.gateways.forEach((g, i) => (env[`GATEWAY_${i + 1}`] = g));
   if (statsPort !== undefined) env.LB_STATS_BIND = `127.0.0.1:${statsPort}`;
 
-  const child = spawn(bin, ['-db', '-f', HAPROXY_CONFIG], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOwned(bin, ['-db', '-f', HAPROXY_CONFIG], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = tail(child);
   const exited = new Promise<never>((_, reject) => {
     child.once('error', (err) => reject(new Error(`cannot run ${bin}: ${err.message}`)));
@@ -89,14 +90,14 @@ async function launch(
   try {
     await Promise.race([waitForListener(port, options.timeoutMs ?? 10_000), exited]);
   } catch (err) {
-    await stopChild(child);
+    await stopProcess(child);
     throw err;
   }
   return {
     url: `http://127.0.0.1:${port}`,
     port,
     ...(statsPort !== undefined ? { statsUrl: `http://127.0.0.1:${statsPort}` } : {}),
-    stop: () => stopChild(child),
+    stop: () => stopProcess(child),
   };
 }
 
@@ -144,17 +145,5 @@ function accepts(port: number): Promise<boolean> {
       resolve(true);
     });
     socket.once('error', () => resolve(false));
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    const force = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(force);
-      resolve();
-    });
-    child.kill('SIGTERM');
   });
 }

@@ -1,165 +1,89 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { freePort } from './redis.js';
-import { serviceMain } from './services.js';
-import { TEST_JWT_SECRET } from './tokens.js';
-import { eventually } from './wait.js';
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
-/** A Node process started by a test, the way `scripts/cluster.sh` starts it. */
-export interface ProcessHandle {
-  name: string;
-  /** `http://127.0.0.1:<port>`: the admin's API, the dispatcher's ops port, the demo page. */
-  url: string;
-  port: number;
-  process: ChildProcess;
-  /** Resolves with the exit code once the process exits. */
-  exited: Promise<number | null>;
-  /** The last lines it wrote, for error messages. */
-  output(): string;
-  /** SIGTERM, then SIGKILL if it has not exited after `graceMs` (default 10 s). */
-  stop(graceMs?: number): Promise<void>;
-}
+/**
+ * Every process the test kit starts goes through {@link spawnOwned}, so that none outlives the
+ * test process that started it, however that one ends:
+ *
+ * - on Linux it runs under `setpriv --pdeathsig KILL` (util-linux): the kernel kills the child
+ *   when its parent dies, also when the parent is killed (Vitest stops its workers with
+ *   SIGTERM, then SIGKILL) or crashes; `setpriv` execs the command, so the pid is the command's;
+ * - everywhere, the children still running when the parent exits normally are killed on `exit`.
+ */
+const owned = new Set<ChildProcess>();
+let exitHook = false;
+let setpriv: string | null | undefined;
 
-export interface StartProcessOptions {
-  name: string;
-  /** The script `node` runs. */
-  script: string;
-  /** Environment on top of this process's. */
-  env: Record<string, string>;
-  port: number;
-  /** Polled on `http://127.0.0.1:<port>` until it answers 200. */
-  readyPath: string;
-  /**
-   * A line the process prints once it listens, required as well: proof that the answer came from
-   * this process and not from another one that took the port since it was found free.
-   */
-  readyLine?: RegExp;
-  /** @default 15000 */
-  timeoutMs?: number;
-}
-
-/** Runs `node <script>` and resolves once `readyPath` answers 200; rejects with its output if it exits first. */
-export async function startProcess(options: StartProcessOptions): Promise<ProcessHandle> {
-  const child = spawn(process.execPath, [options.script], {
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  const { readyLine } = options;
-  let sawReadyLine = readyLine === undefined;
-  const keep = (chunk: Buffer) => {
-    const fresh = chunk.toString().split('\n').filter(Boolean);
-    if (readyLine && fresh.some((line) => readyLine.test(line))) sawReadyLine = true;
-    lines.push(...fresh);
-    if (lines.length > 60) lines.splice(0, lines.length - 60);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const output = () => lines.join('\n');
-  const url = `http://127.0.0.1:${options.port}`;
-
-  const stop = async (graceMs = 10_000) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const force = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.kill('SIGTERM');
-    await exited;
-    clearTimeout(force);
-  };
-
-  try {
-    await Promise.race([
-      eventually(
-        async () => {
-          if (!sawReadyLine) return false;
-          const res = await fetch(`${url}${options.readyPath}`, { signal: AbortSignal.timeout(1000) });
-          await res.body?.cancel();
-          return res.ok;
-        },
-        { timeoutMs: options.timeoutMs ?? 15_000, intervalMs: 50, what: `${options.name} to be ready` },
-      ),
-      exited.then((code) => {
-        throw new Error(`${options.name} exited (${code}) before it was ready`);
-      }),
-    ]);
-  } catch (err) {
-    await stop(2000);
-    const message = err instanceof Error ? err.message : String(err);
-    throw new Error(`${message}\n--- last output of ${options.name} ---\n${output()}`, { cause: err });
+/** `setpriv`, if it is there and knows `--pdeathsig` (util-linux 2.33+); probed once. */
+function setprivBinary(): string | null {
+  if (setpriv !== undefined) return setpriv;
+  setpriv = null;
+  if (process.platform !== 'linux') return setpriv;
+  for (const candidate of ['/usr/bin/setpriv', '/bin/setpriv']) {
+    const probe = spawnSync(candidate, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 });
+    if (probe.status === 0) {
+      setpriv = candidate;
+      break;
+    }
   }
-  return { name: options.name, url, port: options.port, process: child, exited, output, stop };
+  return setpriv;
 }
 
-export interface ServiceProcessOptions {
-  redisUrl: string;
-  keyPrefix: string;
-  /** Environment on top of the test defaults. */
-  env?: Record<string, string>;
-}
-
-const logLevel = () => process.env.SB_TEST_LOG_LEVEL ?? 'warn';
-
-/** The dispatcher as a process (`services/dispatcher/dist/main.js`); `url` is its ops port. */
-export async function startDispatcherProcess(options: ServiceProcessOptions): Promise<ProcessHandle> {
-  const port = await freePort();
-  return startProcess({
-    name: 'dispatcher',
-    script: serviceMain('dispatcher'),
-    port,
-    readyPath: '/readyz',
-    env: {
-      REDIS_URL: options.redisUrl,
-      KEY_PREFIX: options.keyPrefix,
-      OPS_PORT: String(port),
-      HOST: '127.0.0.1',
-      POD_ID: `${options.keyPrefix}-dispatcher`,
-      LOG_LEVEL: logLevel(),
-      ...options.env,
-    },
-  });
-}
-
-/** The admin as a process (`services/admin/dist/main.js`), with `ADMIN_API_KEYS` and the test JWT secret. */
-export async function startAdminProcess(options: ServiceProcessOptions & { apiKeys: string[] }): Promise<ProcessHandle> {
-  const port = await freePort();
-  return startProcess({
-    name: 'admin',
-    script: serviceMain('admin'),
-    port,
-    readyPath: '/readyz',
-    env: {
-      REDIS_URL: options.redisUrl,
-      KEY_PREFIX: options.keyPrefix,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      POD_ID: `${options.keyPrefix}-admin`,
-      JWT_SECRET: TEST_JWT_SECRET,
-      ADMIN_API_KEYS: options.apiKeys.join(','),
-      LOG_LEVEL: logLevel(),
-      ...options.env,
-    },
-  });
+/** Whether children of this process die with it even when it is killed (see {@link spawnOwned}). */
+export function childrenDieWithParent(): boolean {
+  return setprivBinary() !== null;
 }
 
 /**
- * `scripts/demo-server.mjs`, the demo page's server, minting tokens with the test JWT secret.
- * `port` lets the gateways' CORS_ORIGINS name the page's origin before it runs.
+ * `spawn`, for a process that must not outlive this one (see above). Use it for every server,
+ * service or client process a test starts.
  */
-export async function startDemoServer(options: { lbUrl: string; port?: number; env?: Record<string, string> }): Promise<ProcessHandle> {
-  const port = options.port ?? (await freePort());
-  return startProcess({
-    name: 'demo-server',
-    script: fileURLToPath(new URL('../../../scripts/demo-server.mjs', import.meta.url)),
-    port,
-    readyPath: '/healthz',
-    readyLine: /^demo-server: http:\/\//,
-    env: {
-      DEMO_HOST: '127.0.0.1',
-      DEMO_PORT: String(port),
-      DEMO_LB_URL: options.lbUrl,
-      DEMO_MINT_TOKENS: 'true',
-      JWT_SECRET: TEST_JWT_SECRET,
-      ...options.env,
-    },
+export function spawnOwned(command: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  const guard = setprivBinary();
+  const child = guard ? spawn(guard, ['--pdeathsig', 'KILL', '--', command, ...args], options) : spawn(command, args, options);
+  owned.add(child);
+  const forget = () => owned.delete(child);
+  child.once('exit', forget);
+  child.once('error', forget);
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const c of owned) c.kill('SIGKILL');
+    });
+  }
+  return child;
+}
+
+/**
+ * Sends `signal` to `child` unless it has exited, and resolves once it has; SIGKILL after
+ * `graceMs`.
+ */
+export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const force = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    child.kill(signal);
   });
+}
+
+/** Whether `pid` names a process that is still running (a zombie waiting to be reaped is not). */
+export function processRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  if (process.platform !== 'linux') return true;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  // "pid (comm) state …": the state follows the last ')'
+  return stat.charAt(stat.lastIndexOf(')') + 2) !== 'Z';
 }

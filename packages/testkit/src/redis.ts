@@ -1,22 +1,25 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { spawnOwned, stopProcess } from './processes.js';
 
 export interface RedisHandle {
   url: string;
   /** How this Redis was provided. */
   kind: 'env' | 'container' | 'local';
-  /** Stops the server (no-op for `REDIS_URL`). */
+  /** Stops the server (no-op for `REDIS_URL`); it cannot be started again. */
   stop(): Promise<void>;
   /** Stops and starts the same server on the same port and data dir (local only). */
   restart?(): Promise<void>;
   /** Kills the server abruptly (local only). */
   kill?(): Promise<void>;
-  /** Starts a killed server again (local only). */
+  /** Starts a killed server again; a no-op while it runs (local only). */
   start?(): Promise<void>;
+  /** The server's pid while it runs (local only). */
+  readonly pid?: number | undefined;
 }
 
 export interface StartRedisOptions {
@@ -24,6 +27,8 @@ export interface StartRedisOptions {
   appendonly?: boolean;
   /** Ignore `REDIS_URL` and start a server. @default false */
   fresh?: boolean;
+  /** More `redis-server` arguments, e.g. `['--maxmemory', '100mb']` (local server only). */
+  serverArgs?: string[];
 }
 
 /**
@@ -33,7 +38,7 @@ export interface StartRedisOptions {
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisHandle> {
   const fromEnv = process.env.REDIS_URL;
   if (fromEnv && !options.fresh) return { url: fromEnv, kind: 'env', stop: async () => {} };
-  if (!options.appendonly && (await dockerEngineAnswers())) {
+  if (!options.appendonly && !options.serverArgs?.length && (await dockerEngineAnswers())) {
     const container = await startContainer().catch(() => undefined);
     if (container) return container;
   }
@@ -81,9 +86,19 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function startLocalRedis(options: StartRedisOptions): Promise<RedisHandle> {
+export interface LocalRedisOptions extends Omit<StartRedisOptions, 'fresh'> {
+  /** @default a free port */
+  port?: number;
+}
+
+/**
+ * A `redis-server` on a random loopback port in a temp dir, whatever `REDIS_URL` says: the
+ * handle has `pid`, `kill`, `start` and `restart`. It runs under {@link spawnOwned}, so it dies
+ * with this process.
+ */
+export async function startLocalRedis(options: LocalRedisOptions = {}): Promise<RedisHandle> {
+  const port = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'sb-redis-'));
-  const port = await freePort();
   const args = [
     '--port', String(port),
     '--bind', '127.0.0.1',
@@ -94,12 +109,28 @@ async function startLocalRedis(options: StartRedisOptions): Promise<RedisHandle>
     '--protected-mode', 'no',
     '--maxclients', '10000',
     '--loglevel', 'warning',
+    ...(options.serverArgs ?? []),
   ];
-  let proc: ChildProcess | undefined;
   const url = `redis://127.0.0.1:${port}`;
+  let proc: ChildProcess | undefined;
+  let stopped = false;
+  // start, kill, restart and stop run one after the other: a stop that raced a restart used to
+  // find no process (between the two halves of the restart) and leave the new one running
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(op: () => Promise<T>): Promise<T> => {
+    const run = queue.then(op);
+    queue = run.catch(() => {});
+    return run;
+  };
+  const running = (p: ChildProcess | undefined): p is ChildProcess =>
+    p !== undefined && p.exitCode === null && p.signalCode === null;
 
-  const start = async () => {
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const launch = async () => {
+    if (stopped) throw new Error(`redis-server on port ${port} was stopped`);
+    // Starting while it runs is a no-op: a second server would fail to bind, and the first
+    // would no longer be the one stop() stops (and outlive the test run).
+    if (running(proc)) return;
+    const child = spawnOwned('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     proc = child;
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -109,45 +140,61 @@ async function startLocalRedis(options: StartRedisOptions): Promise<RedisHandle>
     const spawnFailed = new Promise<never>((_, reject) =>
       child.once('error', (err) => reject(new Error(`cannot start redis-server: ${err.message}`))),
     );
-    await Promise.race([waitForPing(url, 10_000), exited, spawnFailed]);
+    exited.catch(() => {});
+    spawnFailed.catch(() => {});
+    try {
+      await Promise.race([waitForServer(url, 10_000, child.pid), exited, spawnFailed]);
+    } catch (err) {
+      await stopProcess(child, 'SIGKILL'); // never leave a server behind that did not come up
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
   };
 
-  const stopProc = async (signal: NodeJS.Signals) => {
+  const halt = async (signal: NodeJS.Signals) => {
     const p = proc;
     proc = undefined;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      p.once('exit', () => resolve());
-      p.kill(signal);
-    });
+    if (p) await stopProcess(p, signal);
   };
 
-  await start();
+  await serial(launch);
   return {
     url,
     kind: 'local',
-    stop: async () => {
-      await stopProc('SIGTERM');
-      rmSync(dir, { recursive: true, force: true });
+    get pid() {
+      return running(proc) ? proc.pid : undefined;
     },
-    restart: async () => {
-      await stopProc('SIGTERM');
-      await start();
-    },
-    kill: () => stopProc('SIGKILL'),
-    start,
+    stop: () =>
+      serial(async () => {
+        stopped = true;
+        await halt('SIGTERM');
+        rmSync(dir, { recursive: true, force: true });
+      }),
+    restart: () =>
+      serial(async () => {
+        await halt('SIGTERM');
+        await launch();
+      }),
+    kill: () => serial(() => halt('SIGKILL')),
+    start: () => serial(launch),
   };
 }
 
-async function waitForPing(url: string, timeoutMs: number): Promise<void> {
+/**
+ * Resolves once the server at `url` answers and is process `pid` when given: another server on
+ * the port (one that took it first) must not pass for the one just started.
+ */
+async function waitForServer(url: string, timeoutMs: number, pid?: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => {});
     try {
       await client.connect();
-      await client.ping();
-      return;
+      const info = await client.info('server');
+      const answered = Number(/^process_id:(\d+)/m.exec(info)?.[1]);
+      if (pid === undefined || answered === pid) return;
+      throw new Error(`another redis-server (pid ${answered}) answers on ${url}`);
     } catch (err) {
       if (Date.now() > deadline) throw err;
     } finally {

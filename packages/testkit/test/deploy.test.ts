@@ -6,6 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { HAPROXY_CONFIG, haproxyBinary, startHaproxy, type HaproxyHandle } from '../src/haproxy.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -26,58 +27,12 @@ function run(command: string, args: string[], env: Record<string, string> = {}) 
 
 // ---------------------------------------------------------------- YAML
 
-type Yaml = unknown;
-type YamlParser = { name: string; parseAll(text: string): Yaml[] };
-
-/**
- * A YAML parser if one is at hand: the `yaml` package (installed with the workspace's tooling),
- * else Python's PyYAML. Without either, the YAML tests fall back to structural checks.
- */
-async function findYamlParser(): Promise<YamlParser | undefined> {
-  try {
-    const specifier = 'yaml';
-    const mod = (await import(specifier)) as {
-      parseAllDocuments(src: string, options: { merge: boolean }): { errors: Error[]; toJS(): unknown }[];
-    };
-    return {
-      name: 'yaml',
-      parseAll(text) {
-        return mod.parseAllDocuments(text, { merge: true }).map((doc) => {
-          if (doc.errors.length) throw doc.errors[0];
-          return doc.toJS();
-        });
-      },
-    };
-  } catch {
-    const probe = spawnSync('python3', ['-c', 'import yaml'], { encoding: 'utf8' });
-    if (probe.status !== 0) return undefined;
-    return {
-      name: 'PyYAML',
-      parseAll(text) {
-        const r = spawnSync(
-          'python3',
-          ['-c', 'import sys, json, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin)), default=str))'],
-          { input: text, encoding: 'utf8' },
-        );
-        if (r.status !== 0) throw new Error(r.stderr);
-        return JSON.parse(r.stdout) as Yaml[];
-      },
-    };
-  }
-}
-
-const yamlParser = await findYamlParser();
-
-/** Checks what can be checked without a parser: no tabs, block structure, required keys. */
-function structuralCheck(file: string, required: RegExp[]): void {
-  const text = read(file);
-  expect(text, `${file} has a tab`).not.toMatch(/\t/);
-  expect(text, `${file} has CRLF line ends`).not.toMatch(/\r/);
-  for (const line of text.split('\n')) {
-    if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
-    expect((line.length - line.trimStart().length) % 2, `${file}: odd indentation in "${line}"`).toBe(0);
-  }
-  for (const re of required) expect(text, `${file} lacks ${re}`).toMatch(re);
+/** Every document of a YAML file (the `yaml` devDependency; merge keys on), failing on the first error. */
+function parseAll(text: string): unknown[] {
+  return parseAllDocuments(text, { merge: true }).map((doc) => {
+    if (doc.errors.length) throw doc.errors[0];
+    return doc.toJS();
+  });
 }
 
 type Obj = Record<string, unknown>;
@@ -215,18 +170,16 @@ describe('docker-compose.yml', () => {
   const file = 'docker-compose.yml';
   const services = ['redis', 'gateway-1', 'gateway-2', 'gateway-3', 'haproxy', 'dispatcher', 'admin', 'prometheus', 'grafana', 'demo'];
 
-  it(`parses and runs the cluster of scripts/cluster.sh (${yamlParser?.name ?? 'structural check: no YAML parser'})`, () => {
-    if (!yamlParser) {
-      structuralCheck(file, [/^services:$/m, ...services.map((s) => new RegExp(`^  ${s}:$`, 'm'))]);
-      return;
-    }
-    const [doc] = yamlParser.parseAll(read(file));
+  it('parses and runs the cluster of scripts/cluster.sh', () => {
+    const [doc] = parseAll(read(file));
     const svc = obj(obj(doc).services);
     expect(Object.keys(svc)).toEqual(expect.arrayContaining(services));
     const env = (name: string) => obj(obj(svc[name]).environment) as Record<string, string>;
     const command = (name: string) => (obj(svc[name]).command as string[]).join(' ');
 
     expect(command('redis')).toContain('--appendonly yes');
+    // the services warn at start about a Redis that may evict keys, or has no maxmemory
+    expect(command('redis')).toMatch(/--maxmemory \d+mb --maxmemory-policy noeviction/);
     for (const i of [1, 2, 3]) {
       expect(command(`gateway-${i}`)).toBe('node services/gateway/dist/main.js');
       expect(env(`gateway-${i}`)).toMatchObject({ POD_ID: `gw-${i}`, REDIS_URL: 'redis://redis:6379' });
@@ -241,14 +194,14 @@ describe('docker-compose.yml', () => {
     expect(arr(obj(svc.haproxy).volumes)).toContain('./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro');
 
     // Prometheus scrapes the ports the services listen on.
-    const prometheus = JSON.stringify(yamlParser.parseAll(read('deploy/prometheus/prometheus.yml'))[0]);
+    const prometheus = JSON.stringify(parseAll(read('deploy/prometheus/prometheus.yml'))[0]);
     for (const i of [1, 2, 3]) expect(prometheus).toContain(`gateway-${i}:${env(`gateway-${i}`).OPS_PORT}`);
     expect(prometheus).toContain(`dispatcher:${env('dispatcher').OPS_PORT}`);
     expect(prometheus).toContain(`admin:${env('admin').PORT}`);
     expect(prometheus).toContain(`haproxy${env('haproxy').LB_STATS_BIND}`);
 
     // Grafana finds the dashboards where its provider looks.
-    const provider = obj(arr(obj(yamlParser.parseAll(read('deploy/grafana/provisioning/dashboards/switchboard.yml'))[0]).providers)[0]);
+    const provider = obj(arr(obj(parseAll(read('deploy/grafana/provisioning/dashboards/switchboard.yml'))[0]).providers)[0]);
     const dashboardsPath = obj(provider.options).path as string;
     expect(arr(obj(svc.grafana).volumes)).toContain(`./deploy/grafana/dashboards:${dashboardsPath}:ro`);
 
@@ -264,21 +217,15 @@ describe('docker-compose.yml', () => {
 describe('k8s/', () => {
   const files = readdirSync(repo('k8s')).filter((f) => f.endsWith('.yaml'));
 
-  it(`every manifest parses and is listed in kustomization.yaml (${yamlParser?.name ?? 'structural check: no YAML parser'})`, () => {
+  it('every manifest parses and is listed in kustomization.yaml', () => {
     const kustomization = read('k8s/kustomization.yaml');
     for (const f of files.filter((f) => f !== 'kustomization.yaml')) {
       expect(kustomization, `${f} is not in kustomization.yaml`).toMatch(new RegExp(`^  - ${f.replace('.', '\\.')}$`, 'm'));
     }
-    if (!yamlParser) {
-      for (const f of files.filter((f) => f !== 'kustomization.yaml')) {
-        structuralCheck(`k8s/${f}`, [/^apiVersion: \S+$/m, /^kind: \S+$/m, /^metadata:\n {2}name: \S+$/m]);
-      }
-      return;
-    }
-    const resources = arr(obj(yamlParser.parseAll(kustomization)[0]).resources) as string[];
+    const resources = arr(obj(parseAll(kustomization)[0]).resources) as string[];
     for (const r of resources) expect(files, `${r} is listed but missing`).toContain(r);
     for (const f of files.filter((f) => f !== 'kustomization.yaml')) {
-      for (const doc of yamlParser.parseAll(read('k8s', f))) {
+      for (const doc of parseAll(read('k8s', f))) {
         const o = obj(doc);
         expect(o.apiVersion, f).toBeTruthy();
         expect(o.kind, f).toBeTruthy();
@@ -288,12 +235,7 @@ describe('k8s/', () => {
   });
 
   it('the gateway Deployment, Service, Ingress, PDB and HPA fit together', () => {
-    if (!yamlParser) {
-      structuralCheck('k8s/gateway-ingress.yaml', [/nginx\.ingress\.kubernetes\.io\/affinity: cookie/, /session-cookie-name: SBSRV/]);
-      structuralCheck('k8s/gateway-deployment.yaml', [/path: \/readyz\n\s+port: ops/, /path: \/healthz\n\s+port: ops/]);
-      return;
-    }
-    const all = files.flatMap((f) => yamlParser.parseAll(read('k8s', f)).map((d) => obj(d)));
+    const all = files.flatMap((f) => parseAll(read('k8s', f)).map((d) => obj(d)));
     const find = (kind: string, name: string) => {
       const found = all.find((d) => d.kind === kind && obj(d.metadata).name === name);
       expect(found, `${kind} ${name}`).toBeDefined();
@@ -346,6 +288,18 @@ describe('k8s/', () => {
     const secret = obj(find('Secret', 'switchboard-secrets').stringData) as Record<string, string>;
     expect(Buffer.byteLength(secret.JWT_SECRET ?? '')).toBeLessThan(32);
     for (const key of (secret.ADMIN_API_KEYS ?? '').split(',')) expect(key.length).toBeLessThan(16);
+  });
+
+  it('Redis has maxmemory below its memory limit, and noeviction', () => {
+    const redis = files.flatMap((f) => parseAll(read('k8s', f)).map((d) => obj(d))).find((d) => d.kind === 'StatefulSet' && obj(d.metadata).name === 'redis');
+    const template = obj(obj(obj(redis).spec).template);
+    const [container] = arr(obj(template.spec).containers).map(obj);
+    const args = (container?.args as string[]).join(' ');
+    expect(args).toContain('--maxmemory-policy noeviction');
+    const maxmemoryMb = Number(/--maxmemory (\d+)mb/.exec(args)?.[1]);
+    const limitMi = Number(/^(\d+)Gi$/.exec(String(obj(obj(container?.resources).limits).memory))?.[1]) * 1024;
+    expect(maxmemoryMb).toBeGreaterThan(0);
+    expect(maxmemoryMb).toBeLessThan(limitMi);
   });
 });
 

@@ -1,3 +1,4 @@
+import { NotificationConflictError } from '@switchboard/producer';
 import { SwitchboardError, type ErrorCode } from '@switchboard/protocol';
 
 /**
@@ -132,6 +133,9 @@ export function toHttpError(err: unknown, redisDown = false): HttpError {
     const body: AdminErrorBody = { code: err.code, message: err.message };
     if (err.details !== undefined) body.details = err.details;
     return err.code === 'INTERNAL' ? internal() : { status: err.statusCode, body, headers: err.headers, internal: false };
+  }
+  if (err instanceof NotificationConflictError) {
+    return { status: 409, body: { code: 'CONFLICT', message: err.message, details: { id: err.id } }, headers: {}, internal: false };
   }
   if (err instanceof SwitchboardError) {
     const code = fromProtocol(err.code);

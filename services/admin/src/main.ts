@@ -1,11 +1,11 @@
 import closeWithGrace from 'close-with-grace';
 import { Emitter } from '@socket.io/redis-emitter';
 import { createVerifier, type TokenVerifier } from '@switchboard/auth';
-import { ConfigError, loadAdminConfig, type AdminConfig } from '@switchboard/config';
+import { ConfigError, jwtWarnings, loadAdminConfig, type AdminConfig } from '@switchboard/config';
 import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
 import { createProducer } from '@switchboard/producer';
 import { ioKey, type ServerToClientEvents } from '@switchboard/protocol';
-import { closeRedis, createRedis } from '@switchboard/store';
+import { closeRedis, createRedis, verifyRedisServer } from '@switchboard/store';
 import { buildAdmin } from './app.js';
 
 let config: AdminConfig;
@@ -20,9 +20,12 @@ try {
 }
 
 const logger = createLogger({ service: 'admin', level: config.logLevel, pod: config.podId });
+for (const w of jwtWarnings(config.jwt)) logger.warn({ variables: w.variables }, w.message);
 const metrics = createRegistry('admin', config.podId);
 // Commands fail fast while Redis is away: a request answers 503 instead of hanging.
 const redis = createRedis(config.redisUrl, 'admin', logger, { maxRetriesPerRequest: 1, commandTimeout: 5000 });
+// A Redis unreachable at start only gets a warning: the admin answers 503 until it is back.
+if (!(await verifyRedisServer(redis, logger))) process.exit(1);
 const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(config.keyPrefix) });
 let lastProducerError = 0;
 const producer = createProducer({

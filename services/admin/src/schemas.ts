@@ -86,10 +86,13 @@ export const StatsResponse = Type.Object(
     pods: Type.Array(
       Type.Object(
         {
-          id: Type.String(),
+          id: Type.String({ description: 'the pod\'s `POD_ID`' }),
+          instance: Type.String({
+            description: 'the gateway process: a pod restarted under the same `POD_ID` is a new instance, and the old one is reaped',
+          }),
           connections: Count(),
-          startedAt: Millis('pod start'),
-          lastHeartbeatAt: Millis('last heartbeat'),
+          startedAt: Millis('pod start (Redis time)'),
+          lastHeartbeatAt: Millis('last heartbeat (Redis time)'),
         },
         strict,
       ),
@@ -191,7 +194,10 @@ export const PublishResponse = Type.Object(
 export const NotificationBody = Type.Composite([NotificationJob], { ...strict, description: 'a notification job (SPEC §6)' });
 
 export const NotificationResponse = Type.Object(
-  { id: Type.String({ description: 'the notification id' }) },
+  {
+    id: Type.String({ description: 'the notification id clients see and `notification:read` takes' }),
+    jobId: Type.String({ description: 'the BullMQ job id, for the queue routes' }),
+  },
   { ...strict, description: 'Enqueued' },
 );
 

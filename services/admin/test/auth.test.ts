@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '@switchboard/observability';
-import { mintToken, startCluster, TEST_JWT_SECRET, type Cluster } from '@switchboard/testkit';
+import { mintToken, TEST_JWT_SECRET } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import { schemas } from '../src/index.js';
 import { API_KEY, assertShape, SECOND_KEY, startAdmin, V1_ROUTES, type ErrorAnswer, type TestAdmin } from './helpers.js';
 

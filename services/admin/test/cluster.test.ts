@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { eventually, startCluster, waitFor, type Cluster, type ConnectOptions, type TestClient } from '@switchboard/testkit';
+import { eventually, waitFor } from '@switchboard/testkit';
+import { startCluster, type Cluster, type ConnectOptions, type TestClient } from '@switchboard/harness';
 import { schemas } from '../src/index.js';
 import type { StatsResponse, UserResponse } from '../src/schemas.js';
 import { assertShape, startAdmin, type ErrorAnswer, type TestAdmin } from './helpers.js';

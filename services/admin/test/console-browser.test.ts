@@ -2,20 +2,16 @@ import { Job, Queue } from 'bullmq';
 import type { Browser, Page } from 'playwright-core';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NOTIFICATIONS_QUEUE, type Notification, type RoomMessage } from '@switchboard/protocol';
+import { NOTIFICATIONS_QUEUE, SERVER_SENDER, type Notification, type RoomMessage } from '@switchboard/protocol';
+import { collect, eventually, startHaproxy, waitFor, type HaproxyHandle } from '@switchboard/testkit';
 import {
-  collect,
-  eventually,
   startAdminProcess,
   startCluster,
   startDispatcherProcess,
-  startHaproxy,
-  waitFor,
   type ClientSocket,
   type Cluster,
-  type HaproxyHandle,
   type ProcessHandle,
-} from '@switchboard/testkit';
+} from '@switchboard/harness';
 import { accessibilityViolations, launchBrowser, screenshot } from '@switchboard/testkit/browser';
 
 const API_KEY = 'console-browser-key-0123456789abcdef';
@@ -191,7 +187,7 @@ describe('operator console in a browser', () => {
     await page.getByRole('button', { name: 'Publish' }).click();
     await eventually(() => received.length === 1, { what: 'the message at the client' });
     const message: RoomMessage = received[0]!;
-    expect(message).toMatchObject({ room: 'public:team/dev', type: 'ops.notice', from: { userId: 'system' }, data: { text: 'maintenance at 02:00' } });
+    expect(message).toMatchObject({ room: 'public:team/dev', type: 'ops.notice', from: SERVER_SENDER, data: { text: 'maintenance at 02:00' } });
     await expect.poll(() => text('#publish-result')).toMatch(new RegExp(`^Published message ${message.id.replace(/[-.]/g, '\\$&')} at `));
 
     // JSON that is not JSON is refused on the page

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '@switchboard/observability';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
 import { keys } from '@switchboard/store';
-import { freePort, mintToken, randomKeyPrefix, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
+import { freePort, mintToken, randomKeyPrefix, waitFor } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import { schemas } from '../src/index.js';
 import { API_KEY, assertShape, SECOND_KEY, startAdmin, type Answer, type ErrorAnswer, type TestAdmin } from './helpers.js';
 

@@ -1,6 +1,6 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startCluster, type Cluster } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import { schemas } from '../src/index.js';
 import { assertShape, startAdmin, type TestAdmin } from './helpers.js';
 

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { NOTIFICATION_DATA_MAX_BYTES } from '@switchboard/protocol';
-import { type Cluster, collect, eventually, freePort, randomKeyPrefix, startCluster, type TestClient, waitFor } from '@switchboard/testkit';
+import { NOTIFICATION_DATA_MAX_BYTES, SERVER_SENDER } from '@switchboard/protocol';
+import { collect, eventually, freePort, randomKeyPrefix, waitFor } from '@switchboard/testkit';
+import { type Cluster, startCluster, type TestClient } from '@switchboard/harness';
+import { keys } from '@switchboard/store';
 import { schemas } from '../src/index.js';
 import { assertShape, startAdmin, startDispatcher, type ErrorAnswer, type TestAdmin, type TestDispatcher } from './helpers.js';
 
@@ -50,7 +52,7 @@ describe('server-side publish and notifications', () => {
       id: res.body.id,
       ts: res.body.ts,
       type: 'announcement',
-      from: { userId: 'system' },
+      from: SERVER_SENDER,
       data: { text: 'maintenance at noon', n: 1 },
     };
     expect(await atA).toEqual(expected);
@@ -63,9 +65,28 @@ describe('server-side publish and notifications', () => {
     const marker = waitFor(outsider, 'room:message');
     const direct = await admin.call('POST', '/v1/rooms/user%3Apub-c/messages', { body: { data: 'only you' } });
     expect(direct.status).toBe(202);
-    expect(await marker).toMatchObject({ room: 'user:pub-c', from: { userId: 'system' }, data: 'only you' });
+    expect(await marker).toMatchObject({ room: 'user:pub-c', from: SERVER_SENDER, data: 'only you' });
     expect(outsiderGot.map((m) => m.room)).toEqual(['user:pub-c']);
     for (const c of [a, b, outsider]) c.close();
+  });
+
+  it('sends server messages from a sender that no user can be', async () => {
+    const room = 'public:forgery';
+    const reader = await cluster.connect({ sub: 'forge-reader', gateway: 0 });
+    const impostor = await cluster.connect({ sub: 'system', name: 'System', gateway: 1 });
+    await join(reader, room);
+    await join(impostor, room);
+    const got = collect(reader, 'room:message');
+    expect((await impostor.emitWithAck('room:publish', { room, data: 'I am the server' })).ok).toBe(true);
+    const res = await admin.call('POST', `/v1/rooms/${encodeURIComponent(room)}/messages`, { body: { data: 'the server' } });
+    expect(res.status).toBe(202);
+    await eventually(() => got.length === 2);
+    expect(got.map((m) => [m.from, m.data])).toEqual([
+      [{ userId: 'system', name: 'System' }, 'I am the server'],
+      [SERVER_SENDER, 'the server'],
+    ]);
+    // no access token can carry the server's id
+    expect((await cluster.refused({ sub: SERVER_SENDER.userId })).message).toBe('AUTH_INVALID');
   });
 
   it('publishes any JSON value as data, and refuses data over ADMIN_MAX_PAYLOAD_BYTES with 413', async () => {
@@ -73,7 +94,7 @@ describe('server-side publish and notifications', () => {
       const res = await admin.call('POST', '/v1/rooms/public%3Ajson/messages', { body: { data } });
       expect(res.status, JSON.stringify(data)).toBe(202);
     }
-    const history = await admin.redis.xlen(`${cluster.keyPrefix}:hist:public:json`);
+    const history = await admin.redis.xlen(keys(cluster.keyPrefix).history('public:json'));
     expect(history).toBe(5);
 
     const big = await admin.call<ErrorAnswer>('POST', '/v1/rooms/public%3Ajson/messages', { body: { data: 'x'.repeat(1100) } });
@@ -84,7 +105,7 @@ describe('server-side publish and notifications', () => {
     const huge = await admin.call<ErrorAnswer>('POST', '/v1/rooms/public%3Ajson/messages', { body: { data: 'x'.repeat(1_100_000) } });
     expect(huge.status).toBe(413);
     expect(huge.body.error.code).toBe('PAYLOAD_TOO_LARGE');
-    expect(await admin.redis.xlen(`${cluster.keyPrefix}:hist:public:json`)).toBe(5);
+    expect(await admin.redis.xlen(keys(cluster.keyPrefix).history('public:json'))).toBe(5);
   });
 
   it('enqueues a notification that reaches every device of the user live and lands in the inbox', async () => {
@@ -99,7 +120,7 @@ describe('server-side publish and notifications', () => {
     });
     expect(res.status).toBe(202);
     assertShape(schemas.NotificationResponse, res.body);
-    expect(res.body).toEqual({ id });
+    expect(res.body).toEqual({ id, jobId: id });
 
     const expected = { id, type: 'billing.invoice', title: 'Invoice ready', body: 'March', data: { amount: 42 }, ts: expect.any(Number) };
     expect(await atPhone).toEqual(expected);
@@ -107,12 +128,17 @@ describe('server-side publish and notifications', () => {
     const inbox = await laptop.emitWithAck('notification:list', {});
     expect(inbox).toEqual({ ok: true, data: { items: [{ ...expected, read: false }], unread: 1 } });
 
-    // the same id again is accepted and changes nothing
-    const again = await admin.call('POST', '/v1/notifications', { body: { id, to: { userId: 'nina' }, type: 'billing.invoice' } });
+    // the same notification again is accepted and changes nothing; the id with other content is a conflict
+    const same = { id, to: { userId: 'nina' }, type: 'billing.invoice', title: 'Invoice ready', body: 'March', data: { amount: 42 } };
+    const again = await admin.call('POST', '/v1/notifications', { body: same });
     expect(again).toMatchObject({ status: 202, body: { id } });
-    const other = await admin.call<{ id: string }>('POST', '/v1/notifications', { body: { to: { userId: 'nina' }, type: 'later' } });
+    const reused = await admin.call<ErrorAnswer>('POST', '/v1/notifications', { body: { id, to: { userId: 'nina' }, type: 'billing.invoice' } });
+    expect(reused.status).toBe(409);
+    assertShape(schemas.ErrorResponse, reused.body);
+    expect(reused.body.error).toMatchObject({ code: 'CONFLICT', details: { id } });
+    const other = await admin.call<{ id: string; jobId: string }>('POST', '/v1/notifications', { body: { to: { userId: 'nina' }, type: 'later' } });
     expect(other.status).toBe(202);
-    expect(other.body.id).toMatch(/^\d+$/);
+    expect(other.body.id).toBe(`job:${other.body.jobId}`);
     await eventually(async () => {
       const list = await phone.emitWithAck('notification:list', {});
       return list.ok && list.data.items.length === 2 ? list : undefined;

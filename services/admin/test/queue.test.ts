@@ -3,7 +3,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
 import { closeRedis } from '@switchboard/store';
-import { eventually, startCluster, type Cluster } from '@switchboard/testkit';
+import { eventually } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import { schemas } from '../src/index.js';
 import type { FailedJob, StatsResponse } from '../src/schemas.js';
 import { assertShape, startAdmin, startDispatcher, type ErrorAnswer, type TestAdmin, type TestDispatcher } from './helpers.js';
@@ -99,10 +100,10 @@ describe('notification queue inspection and retry', () => {
     assertShape(schemas.ErrorResponse, unknown.body);
     expect(unknown.body.error).toEqual({ code: 'NOT_FOUND', message: 'Job not found' });
 
-    const sent = await admin.call<{ id: string }>('POST', '/v1/notifications', { body: { to: { userId: 'someone' }, type: 'ok' } });
+    const sent = await admin.call<{ id: string; jobId: string }>('POST', '/v1/notifications', { body: { to: { userId: 'someone' }, type: 'ok' } });
     expect(sent.status).toBe(202);
-    await eventually(async () => (await Job.fromId(queue, sent.body.id))?.finishedOn !== undefined, { timeoutMs: 10_000 });
-    const done = await admin.call<ErrorAnswer>('POST', `/v1/queues/notifications/jobs/${sent.body.id}/retry`);
+    await eventually(async () => (await Job.fromId(queue, sent.body.jobId))?.finishedOn !== undefined, { timeoutMs: 10_000 });
+    const done = await admin.call<ErrorAnswer>('POST', `/v1/queues/notifications/jobs/${sent.body.jobId}/retry`);
     expect(done.status).toBe(409);
     assertShape(schemas.ErrorResponse, done.body);
     expect(done.body.error).toEqual({ code: 'CONFLICT', message: 'Job is completed, not failed', details: { state: 'completed' } });

@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '@switchboard/observability';
-import { startCluster, type Cluster } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
+import { keys } from '@switchboard/store';
 import { schemas } from '../src/index.js';
 import { assertShape, startAdmin, type CallOptions, type ErrorAnswer, type TestAdmin } from './helpers.js';
 
@@ -139,7 +140,7 @@ describe('input validation and error format', () => {
 
   it('hides the cause of a server failure from the caller and logs it', async () => {
     // A registry key of the wrong type makes Redis refuse the read: an unexpected failure.
-    const key = `${cluster.keyPrefix}:reg:online`;
+    const key = keys(cluster.keyPrefix).online;
     await cluster.redis.set(key, 'not a sorted set');
     try {
       const res = await admin.call<ErrorAnswer>('GET', '/v1/users');

@@ -1,16 +1,23 @@
-import type { Job } from 'bullmq';
-import { UnrecoverableError } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import { assertNotificationJob, userRoom, type Notification, type NotificationJob } from '@switchboard/protocol';
 import {
-  assertNotificationJob,
-  userRoom,
-  type Notification,
-  type NotificationJob,
-} from '@switchboard/protocol';
-import type { InboxDelivery, InboxStore, Publication } from '@switchboard/store';
+  assignedNotificationId,
+  notificationDigest,
+  type InboxStore,
+  type NotificationLedger,
+  type Publication,
+} from '@switchboard/store';
 import type { PublicationEncoder } from './publication.js';
 
 /** Job data that fails validation: failed at once, never retried, the reason kept in `failedReason`. */
-export class InvalidJobError extends UnrecoverableError {}
+export class InvalidJobError extends UnrecoverableError {
+  override name = 'InvalidJobError';
+}
+
+/** A job reusing a notification id with other content: failed at once, the reason kept. */
+export class IdConflictError extends UnrecoverableError {
+  override name = 'IdConflictError';
+}
 
 export type TargetKind = 'user' | 'users' | 'room' | 'broadcast';
 
@@ -19,6 +26,8 @@ export interface Delivery {
   target: TargetKind;
   /** Users whose inbox holds the notification. */
   stored: number;
+  /** The id was delivered already (by another job, or an earlier run of this one): nothing was sent. */
+  duplicate: boolean;
 }
 
 export function targetKind(job: NotificationJob): TargetKind {
@@ -41,31 +50,52 @@ export function toNotification(id: string, job: NotificationJob, ts: number): No
   };
 }
 
-/** Audiences up to this size are written in batches shared with other jobs; larger ones on their own. */
-export const BATCHED_AUDIENCE_MAX = 8;
-
 export interface DeliverDeps {
   inbox: InboxStore;
+  ledger: NotificationLedger;
   encoder: PublicationEncoder;
-  /** Stores and publishes a small delivery, batched with other jobs' in one script call. */
-  batch: (delivery: InboxDelivery) => Promise<unknown>;
+  /** How long a job holds the delivery of its id before another job may take over. */
+  leaseMs: number;
 }
 
 /**
- * Validates a job, then stores a user notification in the inboxes and publishes it in the same
- * script call, or publishes a room or broadcast notification. The job is done only once Redis has
- * answered, so nothing is lost between the queue and Redis.
- * The id is the job's `id` field or else the BullMQ job id, and `ts` the job's creation time,
- * so a retry stores nothing twice and re-publishes the same notification (clients dedupe by id).
+ * Delivers one job (SPEC §6): validates it, claims its notification id in the ledger, stores a
+ * user notification in the inboxes, then marks the id delivered and publishes it through the
+ * Socket.IO Redis emitter's encoding, in one step. The job is done only once Redis has answered,
+ * so nothing is lost between the queue and Redis (a retry writes nothing twice: the inbox is
+ * idempotent by id); the publish happens at most once per id within the idempotency window.
+ *
+ * The id is the job's `id` field, or else `job:<job id>`; `ts` is the job's creation time, so a
+ * retry stores and sends the same notification. Another job with the same id waits (delayed,
+ * without using an attempt) while this one holds it, and completes without sending once it is
+ * delivered; a job reusing the id with other content fails with `IdConflictError`.
  */
-export async function deliver(deps: DeliverDeps, job: Job<unknown>): Promise<Delivery> {
+export async function deliver(deps: DeliverDeps, job: Job<unknown>, token?: string): Promise<Delivery> {
   const data: unknown = job.data;
   try {
     assertNotificationJob(data);
   } catch (err) {
     throw new InvalidJobError(err instanceof Error ? err.message : 'invalid notification job');
   }
-  const notification = toNotification(data.id ?? job.id!, data, job.timestamp);
+  const id = data.id ?? assignedNotificationId(job.id!);
+  const notification = toNotification(id, data, job.timestamp);
+  const target = targetKind(data);
+  const digest = notificationDigest(data);
+
+  const claim = await deps.ledger.claim(id, digest, job.id!, deps.leaseMs);
+  switch (claim.state) {
+    case 'conflict':
+      throw new IdConflictError(`notification id ${JSON.stringify(id)} was delivered before with other content`);
+    case 'done':
+      return { notification, target, stored: 0, duplicate: true };
+    case 'busy':
+      // another job delivers this id right now: look again when its lease ends
+      await job.moveToDelayed(Date.now() + claim.retryAfterMs, token);
+      throw new DelayedError();
+    case 'claimed':
+      break;
+  }
+
   const to = data.to;
   let userIds: string[] = [];
   let publish: Publication;
@@ -79,8 +109,8 @@ export async function deliver(deps: DeliverDeps, job: Job<unknown>): Promise<Del
       'room' in to ? e.to(to.room).emit('notification', notification) : e.emit('notification', notification),
     );
   }
-  // The publish rides in the inbox write, after it: a client that lists its inbox on receipt finds it.
-  if (userIds.length <= BATCHED_AUDIENCE_MAX) await deps.batch({ userIds, notification, publish });
-  else await deps.inbox.add(userIds, notification, publish);
-  return { notification, target: targetKind(data), stored: userIds.length };
+  // stored first: a client that lists its inbox when the notification arrives finds it there
+  await deps.inbox.add(userIds, notification);
+  const sent = await deps.ledger.complete(id, digest, publish);
+  return { notification, target, stored: userIds.length, duplicate: !sent };
 }

@@ -4,11 +4,11 @@ import type { Registry } from 'prom-client';
 import type { DispatcherConfig } from '@switchboard/config';
 import { startOpsServer, type Logger, type OpsServer } from '@switchboard/observability';
 import { ioKey, NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { InboxStore, keys } from '@switchboard/store';
-import { batchDeliveries } from './batch.js';
-import { deliver, InvalidJobError, type DeliverDeps } from './deliver.js';
+import { InboxStore, keys, NotificationLedger } from '@switchboard/store';
+import { deliver, IdConflictError, InvalidJobError, type DeliverDeps } from './deliver.js';
 import { PublicationEncoder } from './publication.js';
 import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
+import { watchOrphans } from './orphans.js';
 import { watchRedis, type Watchdog } from './watchdog.js';
 
 export interface DispatcherDeps {
@@ -65,25 +65,33 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
   const metrics = createDispatcherMetrics(deps.registry, queue);
   const deliverDeps: DeliverDeps = {
     inbox,
+    ledger: new NotificationLedger(deps.redis, keys(config.keyPrefix), config.idempotencyWindowSec),
     // Encodes as the gateways' adapter decodes: same key prefix.
     encoder: new PublicationEncoder(ioKey(config.keyPrefix)),
-    batch: batchDeliveries(inbox),
+    leaseMs: config.stalledIntervalMs,
   };
   const warn = throttled(logger, 5000);
 
   const worker = new Worker(
     NOTIFICATIONS_QUEUE,
-    async (job: Job<unknown>) => {
+    async (job: Job<unknown>, token?: string) => {
       const stop = metrics.jobDuration.startTimer();
+      const untrack = orphans.track(job.id!);
       try {
-        const delivery = await deliver(deliverDeps, job);
+        const delivery = await deliver(deliverDeps, job, token);
+        if (delivery.duplicate) {
+          logger.debug({ jobId: job.id, id: delivery.notification.id }, 'notification delivered already: nothing sent');
+          return 'duplicate';
+        }
         const due = job.timestamp + (job.opts.delay ?? 0);
         metrics.deliveryLatency.observe(Math.max(0, Date.now() - due) / 1000);
         logger.debug(
           { jobId: job.id, id: delivery.notification.id, type: delivery.notification.type, target: delivery.target },
           'notification delivered',
         );
+        return 'delivered';
       } finally {
+        untrack();
         stop();
       }
     },
@@ -98,13 +106,18 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
     },
   );
 
-  worker.on('completed', () => metrics.jobs.inc({ result: 'completed' }));
+  const orphans = watchOrphans({ worker, queue, connection: deps.connection, logger });
+
+  worker.on('completed', (_job, result) => metrics.jobs.inc({ result: result === 'duplicate' ? 'duplicate' : 'completed' }));
   worker.on('failed', (job, err) => {
     if (!job) return;
     const base = { jobId: job.id, ...loggable(job.data), attemptsMade: job.attemptsMade, reason: err.message };
     if (err instanceof InvalidJobError) {
       metrics.jobs.inc({ result: 'invalid' });
       logger.warn(base, 'invalid notification job');
+    } else if (err instanceof IdConflictError) {
+      metrics.jobs.inc({ result: 'conflict' });
+      logger.warn(base, 'notification id reused with other content');
     } else if (err.name !== 'UnrecoverableError' && job.attemptsMade < (job.opts.attempts ?? 1)) {
       metrics.jobs.inc({ result: 'retried' });
       logger.warn(base, 'notification job failed, will retry');
@@ -141,6 +154,7 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
 
   async function shutdown(): Promise<void> {
     watchdog?.stop();
+    orphans.stop();
     const drainMs = Math.max(100, Math.floor(config.shutdownTimeoutMs * 0.8));
     const drained = await within(worker.close(), drainMs);
     if (!drained) {

@@ -1,6 +1,6 @@
-export * from './batch.js';
 export * from './deliver.js';
 export * from './dispatcher.js';
 export * from './metrics.js';
 export * from './publication.js';
 export * from './watchdog.js';
+export * from './orphans.js';

@@ -1,7 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { ConfigError, loadDispatcherConfig, type DispatcherConfig } from '@switchboard/config';
 import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
-import { closeRedis, createRedis } from '@switchboard/store';
+import { closeRedis, createRedis, verifyRedisServer } from '@switchboard/store';
 import { createDispatcher } from './dispatcher.js';
 
 let config: DispatcherConfig;
@@ -18,6 +18,8 @@ const registry = createRegistry('dispatcher', config.podId);
 // Both wait out a Redis outage instead of failing commands; the watchdog bounds how long.
 const connection = createRedis(config.redisUrl, 'dispatcher-worker', logger, { maxRetriesPerRequest: null });
 const redis = createRedis(config.redisUrl, 'dispatcher', logger, { maxRetriesPerRequest: null });
+// Bounded: a Redis still away after the check's timeout is the watchdog's to handle.
+if (!(await verifyRedisServer(redis, logger))) process.exit(1);
 
 const dispatcher = createDispatcher({ connection, redis, logger, registry }, config, {
   onFatal: () => process.exit(1),

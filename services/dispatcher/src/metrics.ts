@@ -2,7 +2,7 @@ import type { Queue } from 'bullmq';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { LATENCY_BUCKETS } from '@switchboard/observability';
 
-export type JobResult = 'completed' | 'failed' | 'retried' | 'invalid';
+export type JobResult = 'completed' | 'duplicate' | 'failed' | 'retried' | 'invalid' | 'conflict';
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'failed', 'completed'] as const;
 
 /** Delivery latency spans queueing too: seconds to a minute. */
@@ -23,11 +23,11 @@ export function createDispatcherMetrics(registry: Registry, queue: Queue, counts
   const registers = [registry];
   const jobs = new Counter({
     name: 'switchboard_dispatcher_jobs_total',
-    help: 'Notification jobs processed, by result: completed, failed (for good), retried (an attempt failed), invalid (rejected data)',
+    help: 'Notification jobs processed, by result: completed, duplicate (its id was delivered already: nothing sent), failed (for good), retried (an attempt failed), invalid (rejected data), conflict (id reused with other content)',
     labelNames: ['result'] as const,
     registers,
   });
-  for (const result of ['completed', 'failed', 'retried', 'invalid'] satisfies JobResult[]) jobs.inc({ result }, 0);
+  for (const result of ['completed', 'duplicate', 'failed', 'retried', 'invalid', 'conflict'] satisfies JobResult[]) jobs.inc({ result }, 0);
 
   const jobDuration = new Histogram({
     name: 'switchboard_dispatcher_job_duration_seconds',

@@ -4,10 +4,9 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createProducer, type Producer } from '@switchboard/producer';
-import { ioKey, NOTIFICATIONS_QUEUE, userRoom, type Notification, type ServerToClientEvents } from '@switchboard/protocol';
+import { ioKey, NOTIFICATION_MAX_USER_IDS, NOTIFICATIONS_QUEUE, userRoom, type Notification, type ServerToClientEvents } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
 import { deleteKeys, eventually, randomKeyPrefix } from '@switchboard/testkit';
-import { BATCHED_AUDIENCE_MAX } from '../src/index.js';
 import { connect, primeClients, startDispatcher, startIoServer, type InProcessDispatcher, type IoServer, type TestClient } from './helpers.js';
 
 const prefix = randomKeyPrefix();
@@ -88,10 +87,11 @@ describe('dispatcher delivery', () => {
   it('delivers an SDK notification to every socket of a user, across two servers', async () => {
     const [alice] = users(1);
     const [onA, onB] = await clientsOn([serverA, { userId: alice }], [serverB, { userId: alice }]);
-    const { id } = await producer.notify({ to: { userId: alice! }, type: 'greeting', title: 'Hello' });
+    const { id, jobId } = await producer.notify({ to: { userId: alice! }, type: 'greeting', title: 'Hello' });
+    expect(id).toBe(`job:${jobId}`);
 
     const [a, b] = await Promise.all([onA!.next(byId(id)), onB!.next(byId(id))]);
-    const job = await plain.getJob(id);
+    const job = await plain.getJob(jobId);
     expect(a).toEqual({ id, type: 'greeting', title: 'Hello', ts: job!.timestamp });
     expect(b).toEqual(a);
     expect(Object.keys(a)).toEqual(['id', 'type', 'title', 'ts']);
@@ -107,9 +107,10 @@ describe('dispatcher delivery', () => {
       data: { amount: 12 },
     });
 
-    const got = await onA!.next(byId(job.id!));
-    expect(got).toEqual({ id: job.id, type: 'invoice.paid', body: 'Paid', data: { amount: 12 }, ts: job.timestamp });
-    expect(await onB!.next(byId(job.id!))).toEqual(got);
+    const id = `job:${job.id}`;
+    const got = await onA!.next(byId(id));
+    expect(got).toEqual({ id, type: 'invoice.paid', body: 'Paid', data: { amount: 12 }, ts: job.timestamp });
+    expect(await onB!.next(byId(id))).toEqual(got);
     expect((await inbox.list(alice!, {})).items).toEqual([{ ...got, read: false }]);
   });
 
@@ -135,8 +136,8 @@ describe('dispatcher delivery', () => {
     expect(await inbox.unread(dave!)).toBe(0);
   });
 
-  it('delivers a job to more users than are batched with other jobs, in its own script call', async () => {
-    const listed = users(BATCHED_AUDIENCE_MAX + 4);
+  it('delivers a job to the largest audience, 1,000 users, and stores it for each', async () => {
+    const listed = users(NOTIFICATION_MAX_USER_IDS);
     const [outsider] = users(1);
     const all = await clientsOn([serverA, { userId: listed[0] }], [serverB, { userId: listed.at(-1) }], [serverB, { userId: outsider }]);
     const [first, last, other] = all;
@@ -181,7 +182,7 @@ describe('dispatcher delivery', () => {
     const second = await producer.notify({ to: { userId: kim! }, type: 'b', data: { n: 2 } });
     const ephemeral = await producer.notify({ to: { userId: kim! }, type: 'c', persist: false });
     await onKim!.next(byId(ephemeral.id));
-    await completed([first.id, second.id, ephemeral.id]);
+    await completed([first.jobId, second.jobId, ephemeral.jobId]);
 
     const page = await inbox.list(kim!, {});
     expect(page.unread).toBe(2);
@@ -240,12 +241,12 @@ describe('dispatcher delivery', () => {
       backoff: { type: 'exponential', delay: 200 },
     });
     // enqueued together with the failing job: delivered all the same
-    const { ids: others } = await producer.notifyMany([
+    const { ids: others, jobIds } = await producer.notifyMany([
       { to: { userId: quin! }, type: 'unaffected' },
       { to: { userId: quin! }, type: 'unaffected' },
     ]);
     await Promise.all(others.map((id) => onQuin!.next(byId(id))));
-    await completed(others);
+    await completed(jobIds);
     const retrying = await eventually(async () => {
       const j = await plain.getJob(job.id!);
       return j && j.attemptsMade >= 1 ? j : undefined;
@@ -254,13 +255,14 @@ describe('dispatcher delivery', () => {
     // Nothing was published for the failed attempt: a probe sent after it is the first to arrive.
     probe.to(userRoom(pat!)).emit('notification', { id: 'probe-after-failure', type: 'probe', ts: Date.now() });
     await onPat!.next(byId('probe-after-failure'));
-    expect(onPat!.received.filter((n) => n.id === job.id)).toEqual([]);
+    const id = `job:${job.id}`;
+    expect(onPat!.received.filter((n) => n.id === id)).toEqual([]);
 
     await redis.del(inboxKey);
-    const got = await onPat!.next(byId(job.id!));
+    const got = await onPat!.next(byId(id));
     expect(got.ts).toBe(job.timestamp);
     await completed([job.id!]);
-    expect((await inbox.list(pat!, {})).items.map((i) => i.id)).toEqual([job.id]);
+    expect((await inbox.list(pat!, {})).items.map((i) => i.id)).toEqual([id]);
     const metrics = await dispatcher.registry.getSingleMetricAsString('switchboard_dispatcher_jobs_total');
     expect(metrics).toMatch(/result="retried"} [1-9]/);
   });
@@ -268,11 +270,66 @@ describe('dispatcher delivery', () => {
   it('counts completed jobs and observes delivery latency', async () => {
     const [oli] = users(1);
     const [onOli] = await clientsOn([serverA, { userId: oli }]);
-    const { id } = await producer.notify({ to: { userId: oli! }, type: 'measured' });
+    const { id, jobId } = await producer.notify({ to: { userId: oli! }, type: 'measured' });
     await onOli!.next(byId(id));
-    await completed([id]);
+    await completed([jobId]);
     const latency = await dispatcher.registry.getSingleMetricAsString('switchboard_notification_delivery_latency_seconds');
     expect(latency).toMatch(/switchboard_notification_delivery_latency_seconds_count [1-9]/);
     expect(await dispatcher.dispatcher.ready()).toBe(true);
   });
+  it('delivers an id reused by plain BullMQ jobs once, live and in the inbox, whatever BullMQ keeps', async () => {
+    const [rae] = users(1);
+    const [onRae] = await clientsOn([serverA, { userId: rae }]);
+    const id = `dup-${randomUUID().slice(0, 8)}`;
+    const data = { id, to: { userId: rae! }, type: 'dup.user' };
+    // no jobId, and nothing kept once completed: only the ledger remembers the id
+    const a = await plain.add('n', data, { removeOnComplete: true });
+    await onRae!.next(byId(id));
+    await eventually(async () => (await plain.getJob(a.id!)) === undefined, { what: 'the first job removed' });
+    const b = await plain.add('n', data, { removeOnComplete: false });
+    const c = await plain.add('n', data);
+    await completed([b.id!, c.id!]);
+    await marker([onRae!]);
+    expect(onRae!.received.filter((n) => n.id === id)).toHaveLength(1);
+    expect((await inbox.list(rae!, {})).items.map((i) => i.id)).toEqual([id]);
+    const metrics = await dispatcher.registry.getSingleMetricAsString('switchboard_dispatcher_jobs_total');
+    expect(metrics).toMatch(/result="duplicate"} [2-9]/);
+  });
+
+  it('publishes a room or broadcast notification with a reused id once, persist: false included', async () => {
+    const [sam] = users(1);
+    const room = `public:dup-${randomUUID().slice(0, 6)}`;
+    const all = await clientsOn([serverA, { userId: sam, rooms: [room] }], [serverB, { userId: sam }]);
+    const [inRoom, elsewhere] = all;
+    const ids = ['room', 'all', 'live'].map((k) => `${k}-${randomUUID().slice(0, 6)}`);
+    const jobs = [
+      { id: ids[0], to: { room }, type: 'dup.room' },
+      { id: ids[1], to: { broadcast: true }, type: 'dup.all' },
+      { id: ids[2], to: { userId: sam! }, type: 'dup.live', persist: false },
+    ];
+    const added = [];
+    for (let round = 0; round < 3; round++) for (const job of jobs) added.push(await plain.add('n', job));
+    await completed(added.map((j) => j.id!));
+    await marker(all);
+    expect(inRoom!.received.filter((n) => ids.includes(n.id)).map((n) => n.id).sort()).toEqual([...ids].sort());
+    expect(elsewhere!.received.filter((n) => ids.includes(n.id)).map((n) => n.id).sort()).toEqual([ids[1], ids[2]].sort());
+  });
+
+  it('fails a job that reuses an id with other content, keeping the reason, and sends nothing for it', async () => {
+    const [tia] = users(1);
+    const [onTia] = await clientsOn([serverA, { userId: tia }]);
+    const id = `conflict-${randomUUID().slice(0, 8)}`;
+    const first = await plain.add('n', { id, to: { userId: tia! }, type: 'c.first', title: 'one' });
+    await completed([first.id!]);
+    const second = await plain.add('n', { id, to: { userId: tia! }, type: 'c.first', title: 'two' }, { attempts: 5 });
+    const failed = await eventually(async () => ((await second.getState()) === 'failed' ? plain.getJob(second.id!) : undefined), {
+      what: 'the conflicting job failed',
+    });
+    expect(failed.failedReason).toMatch(/was delivered before with other content/);
+    expect(failed.attemptsMade).toBe(1);
+    await marker([onTia!]);
+    expect(onTia!.received.filter((n) => n.id === id).map((n) => n.title)).toEqual(['one']);
+    expect((await inbox.list(tia!, {})).items.map((i) => i.title)).toEqual(['one']);
+  });
 });
+

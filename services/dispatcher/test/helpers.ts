@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +18,8 @@ import {
   type ServerToClientEvents,
 } from '@switchboard/protocol';
 import { closeRedis } from '@switchboard/store';
-import { serviceMain } from '@switchboard/testkit';
+import { serviceMain } from '@switchboard/harness';
+import { spawnOwned } from '@switchboard/testkit';
 import { createDispatcher, type Dispatcher } from '../src/index.js';
 
 // ---- Socket.IO servers standing in for gateway pods ----
@@ -187,7 +188,7 @@ export interface DispatcherProcess {
 
 /** Runs `node services/dispatcher/dist/main.js` configured by `env` alone. */
 export function spawnDispatcher(env: Record<string, string>): DispatcherProcess {
-  const child = spawn(process.execPath, [serviceMain('dispatcher')], {
+  const child = spawnOwned(process.execPath, [serviceMain('dispatcher')], {
     env: { PATH: process.env.PATH ?? '', OPS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

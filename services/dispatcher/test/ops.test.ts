@@ -1,21 +1,20 @@
-import { spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { deleteKeys, eventually, randomKeyPrefix } from '@switchboard/testkit';
+import { deleteKeys, eventually, randomKeyPrefix, spawnOwned } from '@switchboard/testkit';
 import { spawnDispatcher, startDispatcher } from './helpers.js';
 
 /** Runs `promtool check metrics` on an exposition body. */
 function promtool(body: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnOwned('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     child.once('error', reject);
     child.once('exit', (code) => resolve({ code, output }));
-    child.stdin.end(body);
+    child.stdin!.end(body);
   });
 }
 

@@ -6,7 +6,7 @@ import { createProducer } from '@switchboard/producer';
 import { ioKey, NOTIFICATIONS_QUEUE, SwitchboardError, type ServerToClientEvents } from '@switchboard/protocol';
 import { keys } from '@switchboard/store';
 import { eventually, randomKeyPrefix, startRedis } from '@switchboard/testkit';
-import { connect, primeClients, spawnDispatcher, startIoServer } from './helpers.js';
+import { connect, primeClients, spawnDispatcher, startDispatcher, startIoServer } from './helpers.js';
 
 describe('Redis outages', () => {
   const cleanup: Array<() => Promise<unknown>> = [];
@@ -107,5 +107,46 @@ describe('Redis outages', () => {
     expect(exit).toEqual({ code: 1, signal: null });
     expect(Date.now() - downAt).toBeGreaterThanOrEqual(900);
     expect(dispatcher.logs().some((l) => l.level === 60 && l.msg === 'redis unreachable for too long')).toBe(true);
+  });
+  it('takes back at once the jobs a Redis that lost writes shows active in its name, and leaves other workers\' alone', { timeout: 30_000 }, async () => {
+    const server = await startRedis({ fresh: true });
+    cleanup.push(() => server.stop());
+    const prefix = randomKeyPrefix();
+    const redis = new Redis(server.url);
+    redis.on('error', () => {});
+    cleanup.push(async () => redis.disconnect());
+    const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: redis, prefix });
+    queue.on('error', () => {});
+    cleanup.push(() => queue.close());
+    // the default lock and stalled check: without the recovery these jobs would wait about a minute
+    const { dispatcher, close } = await startDispatcher(server.url, prefix, { STALLED_INTERVAL_MS: '30000' });
+    cleanup.push(close);
+    const worker = dispatcher.worker;
+    await worker.pause(true);
+
+    // What Redis holds after coming back from an older snapshot or a failover to a lagging
+    // replica: jobs this worker had completed are active again, one with this worker's lock, one
+    // with no lock; and one is active under another worker's live lock.
+    const [ours, lockless, theirs] = await Promise.all(
+      ['ours', 'lockless', 'theirs'].map((name) => queue.add('n', { id: `orphan-${name}`, to: { userId: 'orphan-user' }, type: 'orphan' })),
+    );
+    const toActive = async (jobId: string, lock?: string) => {
+      await redis.lrem(queue.toKey('wait'), 1, jobId);
+      await redis.lpush(queue.toKey('active'), jobId);
+      if (lock) await redis.set(`${queue.toKey(jobId)}:lock`, lock, 'PX', 30_000);
+    };
+    await toActive(ours!.id!, `${worker.id}:7`);
+    await toActive(lockless!.id!);
+    await toActive(theirs!.id!, 'another-worker:1');
+    worker.resume();
+
+    await redis.client('KILL', 'TYPE', 'normal'); // the restart: every connection drops and comes back
+    await eventually(async () => (await ours!.getState()) === 'completed' && (await lockless!.getState()) === 'completed', {
+      timeoutMs: 10_000,
+      what: 'the orphaned jobs completed',
+    });
+    expect(await theirs!.getState()).toBe('active');
+    const inbox = await redis.zrange(keys(prefix).inbox('orphan-user'), 0, -1);
+    expect(inbox.sort()).toEqual(['orphan-lockless', 'orphan-ours']);
   });
 });

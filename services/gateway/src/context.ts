@@ -9,11 +9,13 @@ import type {
   SocketData,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/observability';
-import type { ReadModel, Registry, RoomHistory } from '@switchboard/store';
+import type { PublishBudget, ReadModel, RoomHistory, SocketRef } from '@switchboard/store';
 import type { Server } from 'socket.io';
 import type { GatewaySocket } from './handshake.js';
 import type { GatewayMetrics } from './metrics.js';
+import type { PodRegistry } from './pod-registry.js';
 import type { TokenBucket } from './rate-limit.js';
+import type { SessionClock } from './session-timer.js';
 
 export type GatewayServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
@@ -30,10 +32,15 @@ export interface GatewayContext {
   config: GatewayConfig;
   podId: string;
   verifier: TokenVerifier;
-  registry: Registry;
+  /** This pod's instance in the registry: joins, leaves, disconnects. */
+  pod: PodRegistry;
   readModel: ReadModel;
   history: RoomHistory;
+  /** The per-user publish budget across the cluster. */
+  budget: PublishBudget;
   inbox: InboxReader;
+  /** Token expiries of every socket of the pod. */
+  clock: SessionClock;
   logger: Logger;
   metrics: GatewayMetrics;
 }
@@ -41,13 +48,14 @@ export interface GatewayContext {
 /** In-memory state of one socket on this pod. */
 export interface SocketState {
   bucket: TokenBucket;
+  /** The socket as the registry knows it. */
+  ref: SocketRef;
   /** Rooms joined by the client (not its `user:` room nor internal rooms). */
   rooms: Set<string>;
   /** Users whose presence this socket watches. */
   watched: Set<string>;
-  /** Resolves once the socket is in the registry (false when it was refused). */
-  registered: Promise<boolean>;
-  timers: { warn?: NodeJS.Timeout; expire?: NodeJS.Timeout };
+  /** Set once Socket.IO connected the socket (after the handshake registered it). */
+  connected: boolean;
 }
 
 /** What a handler receives besides its payload. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdapter } from '@socket.io/redis-adapter';
@@ -7,10 +8,10 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import type { TokenVerifier } from '@switchboard/auth';
 import type { GatewayConfig } from '@switchboard/config';
 import { answerHealth, startOpsServer, type Logger, type OpsServer } from '@switchboard/observability';
-import { CLIENT_EVENTS, ioKey, presenceRoom, userRoom, type ClientEventName } from '@switchboard/protocol';
-import { ReadModel, Registry, RoomHistory } from '@switchboard/store';
+import { CLIENT_EVENTS, ioKey, userRoom, type ClientEventName } from '@switchboard/protocol';
+import { keys, PublishBudget, ReadModel, Registry, RoomHistory, type HeldSocket } from '@switchboard/store';
 import type { GatewayContext, GatewayServer, HandlerScope, InboxReader, SocketState } from './context.js';
-import { createHandshake, originAllowed, type GatewaySocket } from './handshake.js';
+import { createHandshake, originAllowed, type Admission, type GatewaySocket } from './handshake.js';
 import { unknownEvent, wrap, type Handler, type HandlerMap } from './handler.js';
 import { createNotificationHandlers } from './handlers/notifications.js';
 import { createPresenceHandlers } from './handlers/presence.js';
@@ -18,9 +19,10 @@ import { createRoomHandlers } from './handlers/rooms.js';
 import { createSessionHandlers } from './handlers/session.js';
 import { createHeartbeat } from './heartbeat.js';
 import { createGatewayMetrics, reasonLabel } from './metrics.js';
-import { announceDeparture } from './presence-events.js';
+import { PodRegistry } from './pod-registry.js';
+import { announceArrival, announceDeparture, announceRestore } from './presence-events.js';
 import { TokenBucket } from './rate-limit.js';
-import { clearExpiry, scheduleExpiry } from './session-timer.js';
+import { SessionClock } from './session-timer.js';
 
 export interface GatewayDeps {
   /** Commands: registry, history, inbox. */
@@ -34,13 +36,26 @@ export interface GatewayDeps {
   metrics: MetricsRegistry;
 }
 
+/** What the pod holds in memory, for tests that check nothing outlives a socket. */
+export interface GatewayInternals {
+  /** Sockets with state on this pod (admitted, connected or not yet). */
+  sockets: number;
+  /** Sockets whose token expiry is scheduled. */
+  expiries: number;
+  /** Handshakes under way (verifying, registering). */
+  handshaking: number;
+}
+
 export interface Gateway {
   io: GatewayServer;
   podId: string;
+  /** This process in the registry: unique, also when a pod restarts under the same `POD_ID`. */
+  instanceId: string;
   /** Listens on the public port and the ops port; resolves with both. */
   listen(): Promise<{ port: number; opsPort: number }>;
   /** Whether this pod takes traffic: Redis reachable and not draining. */
   ready(): Promise<boolean>;
+  internals(): GatewayInternals;
   /**
    * Graceful shutdown: refuse new connections, drain sockets over `drainMs` (clients
    * reconnect elsewhere), leave the registry, close the adapter and servers.
@@ -51,7 +66,7 @@ export interface Gateway {
 export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway {
   const { redis, logger } = deps;
   const podId = config.podId;
-  const startedAt = Date.now();
+  const instance = { id: `${podId}#${randomBytes(6).toString('base64url')}`, pod: podId };
   const metrics = createGatewayMetrics(deps.metrics);
   let draining = false;
   let ops: OpsServer | undefined;
@@ -92,15 +107,39 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     }),
   });
 
+  /** Every socket this pod admitted, until it is gone. */
+  const states = new Map<string, SocketState>();
+  const pendingDepartures = new Set<Promise<unknown>>();
+
+  const held = (): HeldSocket[] => {
+    const out: HeldSocket[] = [];
+    for (const socket of io.of('/').sockets.values()) {
+      const state = states.get(socket.id);
+      if (!state?.connected) continue;
+      out.push({
+        ...state.ref,
+        ...(socket.data.name ? { name: socket.data.name } : {}),
+        connectedAt: socket.data.connectedAt,
+        rooms: [...state.rooms],
+      });
+    }
+    return out;
+  };
+
+  const registry = new Registry(redis, config.keyPrefix);
+  const pod = new PodRegistry({ registry, instance, logger, metrics, held, announce: (r) => announceRestore(io, r) });
+  const readModel = new ReadModel(redis, config.keyPrefix);
   const ctx: GatewayContext = {
     io,
     config,
     podId,
     verifier: deps.verifier,
-    registry: new Registry(redis, config.keyPrefix),
-    readModel: new ReadModel(redis, config.keyPrefix),
+    pod,
+    readModel,
     history: new RoomHistory(redis, config.keyPrefix, config.history),
+    budget: new PublishBudget(redis, keys(config.keyPrefix), config.limits.publishBudget),
     inbox: deps.inbox,
+    clock: new SessionClock(config.tokenExpiryWarningSec),
     logger,
     metrics,
   };
@@ -112,52 +151,61 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     ...createSessionHandlers(ctx),
   };
 
-  const states = new Map<string, SocketState>();
-  const pendingDepartures = new Set<Promise<unknown>>();
-
-  const handshake = createHandshake({ config, verifier: deps.verifier, readModel: ctx.readModel, logger, metrics });
-  io.use((socket, next) => handshake.middleware(socket, next));
-
-  async function register(socket: GatewaySocket, state: SocketState): Promise<boolean> {
-    const { data } = socket;
-    const end = metrics.registryDuration.startTimer({ op: 'connect' });
-    const result = await ctx.registry.connect({
-      socketId: socket.id,
-      userId: data.userId,
-      pod: podId,
-      ...(data.name ? { name: data.name } : {}),
-      maxConnections: config.limits.maxConnectionsPerUser,
-    });
-    end();
-    if (!result.accepted) {
-      // lost a race with another handshake of the same user
-      socket.emit('session:error', { code: 'LIMIT_EXCEEDED', message: 'Too many connections for this user' });
-      socket.disconnect(true);
-      return false;
-    }
-    if (result.cameOnline) {
-      io.to(presenceRoom(data.userId)).emit('presence:changed', { userId: data.userId, online: true, status: result.status });
-    }
-    const unread = data.guest ? 0 : await deps.inbox.unread(data.userId);
-    socket.emit('session:ready', { userId: data.userId, socketId: socket.id, pod: podId, serverTime: Date.now(), unread });
-    if (data.exp !== undefined) scheduleExpiry(socket, state, data.exp, config.tokenExpiryWarningSec);
-    return true;
+  /** Unregisters a socket and announces what its departure changed. */
+  function depart(state: SocketState): void {
+    const departure = pod
+      .disconnect(state.ref, [...state.rooms])
+      .then((left) => {
+        if (left) announceDeparture(io, left);
+      })
+      .catch((err: unknown) => logger.warn({ err }, 'unregistering a socket failed'))
+      .finally(() => pendingDepartures.delete(departure));
+    pendingDepartures.add(departure);
   }
 
-  io.on('connection', (socket) => {
+  const admissions = new Map<string, Admission>();
+  let handshaking = 0;
+  const handshake = createHandshake({ config, verifier: deps.verifier, pod, inbox: deps.inbox, logger, metrics });
+  io.use((socket, next) => {
+    handshaking++;
+    const done = (err?: Error) => {
+      handshaking--;
+      next(err);
+    };
+    handshake.middleware(socket, done, (admission) => {
+      const state: SocketState = {
+        bucket: new TokenBucket(config.limits.ratePerSec, config.limits.rateBurst),
+        ref: { socketId: socket.id, userId: socket.data.userId, guest: socket.data.guest },
+        rooms: new Set(),
+        watched: new Set(),
+        connected: false,
+      };
+      states.set(socket.id, state);
+      admissions.set(socket.id, admission);
+      // Socket.IO connects the socket on the next tick, or drops it silently when the client went
+      // away during the handshake: then nothing of it may stay, here or in the registry.
+      setImmediate(() => {
+        if (state.connected) return;
+        states.delete(socket.id);
+        admissions.delete(socket.id);
+        depart(state);
+      });
+    });
+  });
+
+  io.on('connection', (socket: GatewaySocket) => {
+    const state = states.get(socket.id);
+    const admission = admissions.get(socket.id);
+    admissions.delete(socket.id);
+    if (!state || !admission) {
+      socket.disconnect(true);
+      return;
+    }
+    state.connected = true;
     metrics.connections.inc();
     metrics.connectionsTotal.inc({ result: 'accepted' });
-    const state: SocketState = {
-      bucket: new TokenBucket(config.limits.ratePerSec, config.limits.rateBurst),
-      rooms: new Set(),
-      watched: new Set(),
-      registered: Promise.resolve(false),
-      timers: {},
-    };
-    states.set(socket.id, state);
     const scope: HandlerScope = { socket, data: socket.data, state };
 
-    // Handlers first, synchronously, so no early event is lost; they wait for `registered`.
     for (const event of CLIENT_EVENTS) {
       socket.on(event, wrap(ctx, scope, event, handlers[event] as Handler<ClientEventName>));
     }
@@ -168,51 +216,45 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     });
 
     void socket.join(userRoom(socket.data.userId));
-    state.registered = register(socket, state).catch((err: unknown) => {
-      logger.error({ err }, 'registering a socket failed');
-      socket.emit('session:error', { code: 'UNAVAILABLE', message: 'Temporarily unavailable, retry later' });
-      socket.conn.close();
-      return false;
+    if (admission.cameOnline) announceArrival(io, socket.data.userId, admission.status);
+    socket.emit('session:ready', {
+      userId: socket.data.userId,
+      socketId: socket.id,
+      pod: podId,
+      serverTime: Date.now(),
+      unread: admission.unread,
     });
+    if (socket.data.exp !== undefined) ctx.clock.schedule(socket, socket.data.exp);
 
     socket.on('disconnect', (reason) => {
       metrics.connections.dec();
       metrics.disconnectionsTotal.inc({ reason: reasonLabel(reason) });
-      clearExpiry(state);
+      ctx.clock.cancel(socket.id);
       states.delete(socket.id);
-      const departure = state.registered
-        .then(() => ctx.registry.disconnect(socket.id))
-        .then((left) => {
-          if (left) announceDeparture(io, left);
-        })
-        .catch((err: unknown) => logger.warn({ err }, 'unregistering a socket failed'))
-        .finally(() => pendingDepartures.delete(departure));
-      pendingDepartures.add(departure);
+      depart(state);
     });
   });
 
-  /** After this pod was reaped while alive (a long stall): put its sockets back. */
-  async function reRegister(): Promise<void> {
-    for (const socket of io.of('/').sockets.values()) {
-      const state = states.get(socket.id);
-      if (!state) continue;
-      await ctx.registry.connect({
-        socketId: socket.id,
-        userId: socket.data.userId,
-        pod: podId,
-        ...(socket.data.name ? { name: socket.data.name } : {}),
-        maxConnections: Number.MAX_SAFE_INTEGER,
-      });
-      for (const room of state.rooms) await ctx.registry.join(socket.id, room);
+  // After Redis came back, it may have lost writes (a restart from an older snapshot): make the
+  // registry hold what this pod holds.
+  let seenReady = redis.status === 'ready';
+  redis.on('ready', () => {
+    if (!seenReady) {
+      seenReady = true;
+      return;
     }
-  }
+    if (draining) return;
+    pod.restore().catch((err: unknown) => logger.warn({ err }, 'restoring the registry after a reconnect failed'));
+  });
 
-  const heartbeat = createHeartbeat(ctx, startedAt, reRegister);
+  const heartbeat = createHeartbeat({ io, registry, readModel, pod, intervalMs: config.heartbeatIntervalMs, logger, metrics });
 
   return {
     io,
     podId,
+    instanceId: instance.id,
     ready,
+    internals: () => ({ sockets: states.size, expiries: ctx.clock.size, handshaking }),
     async listen() {
       await heartbeat.start();
       await new Promise<void>((resolve, reject) => {
@@ -224,7 +266,7 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       });
       ops = await startOpsServer({ port: config.opsPort, host: config.host, registry: deps.metrics, checks: { ready }, logger });
       const port = (httpServer.address() as AddressInfo).port;
-      logger.info({ port, opsPort: ops.port }, 'gateway listening');
+      logger.info({ port, opsPort: ops.port, instance: instance.id }, 'gateway listening');
       return { port, opsPort: ops.port };
     },
     async close({ drainMs = Math.min(5000, config.shutdownTimeoutMs / 2) } = {}) {
@@ -242,9 +284,15 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
         for (const socket of sockets.slice(i * perBatch, (i + 1) * perBatch)) socket.conn.close();
         if (i < batches - 1) await new Promise((r) => setTimeout(r, drainMs / batches));
       }
-      await Promise.allSettled([...pendingDepartures]);
       await io.close();
-      await ctx.registry.dropPod(podId).catch((err: unknown) => logger.warn({ err }, 'leaving the registry failed'));
+      ctx.clock.close();
+      while (pendingDepartures.size > 0) await Promise.allSettled([...pendingDepartures]);
+      await pod
+        .leaveCluster()
+        .then((how) => {
+          if (how === 'left-to-reaper') logger.warn('some sockets could not be unregistered; the reaper removes them');
+        })
+        .catch((err: unknown) => logger.warn({ err }, 'leaving the registry failed; the reaper removes this instance'));
       await ops?.close();
       logger.info('gateway closed');
     },

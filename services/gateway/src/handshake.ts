@@ -7,12 +7,14 @@ import {
   HandshakeError,
   type ClientToServerEvents,
   type InterServerEvents,
+  type PresenceStatus,
   type ServerToClientEvents,
   type SocketData,
 } from '@switchboard/protocol';
-import type { ReadModel } from '@switchboard/store';
 import type { Logger } from '@switchboard/observability';
+import type { InboxReader } from './context.js';
 import type { GatewayMetrics } from './metrics.js';
+import type { PodRegistry } from './pod-registry.js';
 import { KeyedBuckets } from './rate-limit.js';
 
 export type GatewaySocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -63,9 +65,44 @@ function readCookie(header: string | undefined, name: string): string | undefine
   return undefined;
 }
 
-export function originAllowed(origin: string | undefined, allowed: GatewayConfig['corsOrigins']): boolean {
+const DEFAULT_PORTS: Readonly<Record<string, number>> = { 'http:': 80, 'ws:': 80, 'https:': 443, 'wss:': 443 };
+
+/** `host[:port]` of a Host header: the host in lower case (IPv6 in brackets), the port if given. */
+function parseHostHeader(host: string): { hostname: string; port?: number } | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]/@]+)(?::(\d{1,5}))?$/.exec(host.trim());
+  if (!m) return undefined;
+  return { hostname: m[1]!.toLowerCase(), ...(m[2] !== undefined ? { port: Number(m[2]) } : {}) };
+}
+
+/**
+ * Whether `origin` names the server the request was sent to: the same host (case-insensitive)
+ * and port, default ports normalised (http/ws 80, https/wss 443). A Host without a port means
+ * the default port of the origin's scheme: the Host header carries no scheme, and behind a
+ * TLS-terminating load balancer the gateway cannot tell which one the client used.
+ */
+export function sameOrigin(origin: string, host: string | undefined): boolean {
+  if (host === undefined || !URL.canParse(origin)) return false;
+  const o = new URL(origin);
+  const defaultPort = DEFAULT_PORTS[o.protocol];
+  const h = parseHostHeader(host);
+  if (defaultPort === undefined || !h || o.hostname === '') return false;
+  const originPort = o.port === '' ? defaultPort : Number(o.port);
+  return o.hostname === h.hostname && originPort === (h.port ?? defaultPort);
+}
+
+/**
+ * The origin check of every handshake (SPEC §2): no `Origin` is not a browser; an `Origin`
+ * equal to the request's own `Host` is same-origin (stock websocket clients such as
+ * python-socketio and Starscream send one); any other needs `CORS_ORIGINS`. `host` is the
+ * `Host` header, never `X-Forwarded-Host`, which any client can set.
+ */
+export function originAllowed(
+  origin: string | undefined,
+  host: string | undefined,
+  allowed: GatewayConfig['corsOrigins'],
+): boolean {
   if (origin === undefined) return true; // not a browser: origins only constrain browsers
-  if (allowed === '*') return true;
+  if (allowed === '*' || sameOrigin(origin, host)) return true;
   return allowed.includes(origin);
 }
 
@@ -82,18 +119,27 @@ export function clientAddress(req: IncomingMessage | GatewaySocket['handshake'],
 export interface HandshakeDeps {
   config: GatewayConfig;
   verifier: TokenVerifier;
-  readModel: ReadModel;
+  pod: PodRegistry;
+  inbox: Pick<InboxReader, 'unread'>;
   logger: Logger;
   metrics: GatewayMetrics;
 }
 
+/** A socket the handshake let in: registered in the cluster, with what `session:ready` says. */
+export interface Admission {
+  cameOnline: boolean;
+  status: PresenceStatus;
+  unread: number;
+}
+
 /**
- * The Socket.IO middleware that admits a socket: origin, handshake rate, token (or guest),
- * connections per user. A refusal reaches the client as `connect_error` with `message` = code
- * and `data` = `{ code, message }`.
+ * Admits a socket: origin, handshake rate, token (or guest), then its registration in the cluster,
+ * where the connections-per-user limit is decided in the same step, so a client over the limit
+ * gets `connect_error CONNECTION_LIMIT` and never a session. A refusal reaches the client as
+ * `connect_error` with `message` = code and `data` = `{ code, message }`.
  */
 export function createHandshake(deps: HandshakeDeps) {
-  const { config, verifier, readModel, logger, metrics } = deps;
+  const { config, verifier, pod, inbox, logger, metrics } = deps;
   const handshakes = new KeyedBuckets(config.limits.handshakeRatePerSec, config.limits.handshakeRatePerSec * 2);
 
   const refuse = (code: HandshakeError['code'], message: string) => {
@@ -101,9 +147,9 @@ export function createHandshake(deps: HandshakeDeps) {
     return new HandshakeError(code, message);
   };
 
-  async function admit(socket: GatewaySocket): Promise<HandshakeError | undefined> {
-    const origin = socket.handshake.headers.origin;
-    if (!originAllowed(origin, config.corsOrigins)) {
+  async function identify(socket: GatewaySocket): Promise<HandshakeError | SocketData> {
+    const { origin, host } = socket.handshake.headers;
+    if (!originAllowed(origin, host, config.corsOrigins)) {
       return refuse('ORIGIN_FORBIDDEN', 'Origin not allowed');
     }
     if (!handshakes.take(clientAddress(socket.handshake, config.trustProxy))) {
@@ -112,14 +158,13 @@ export function createHandshake(deps: HandshakeDeps) {
     const found = findToken(socket, config);
     if (!found) {
       if (!config.allowGuests) return refuse('AUTH_REQUIRED', 'Access token required');
-      socket.data = {
+      return {
         userId: `guest:${randomBytes(9).toString('base64url')}`,
         roles: [],
         rooms: [],
         guest: true,
         connectedAt: Date.now(),
       };
-      return undefined;
     }
     let claims;
     try {
@@ -131,11 +176,7 @@ export function createHandshake(deps: HandshakeDeps) {
       }
       throw err;
     }
-    const current = await readModel.userSocketCount(claims.sub);
-    if (current >= config.limits.maxConnectionsPerUser) {
-      return refuse('CONNECTION_LIMIT', `At most ${config.limits.maxConnectionsPerUser} connections per user`);
-    }
-    socket.data = {
+    return {
       userId: claims.sub,
       ...(claims.name ? { name: claims.name } : {}),
       roles: claims.roles,
@@ -144,15 +185,49 @@ export function createHandshake(deps: HandshakeDeps) {
       exp: claims.exp,
       connectedAt: Date.now(),
     };
-    return undefined;
+  }
+
+  /** Resolves with the admission or the refusal; rejects when Redis cannot be reached. */
+  async function admit(socket: GatewaySocket): Promise<HandshakeError | Admission> {
+    const identity = await identify(socket);
+    if (identity instanceof HandshakeError) return identity;
+    socket.data = identity;
+    const ref = { socketId: socket.id, userId: identity.userId, guest: identity.guest };
+    const [registration, unread] = await Promise.allSettled([
+      pod.connect({ ...ref, ...(identity.name ? { name: identity.name } : {}), maxConnections: config.limits.maxConnectionsPerUser }),
+      identity.guest ? 0 : inbox.unread(identity.userId),
+    ]);
+    if (registration.status === 'rejected') throw registration.reason;
+    const r = registration.value;
+    if (!r.accepted) {
+      if (r.reason === 'limit') {
+        return refuse('CONNECTION_LIMIT', `At most ${config.limits.maxConnectionsPerUser} connections per user`);
+      }
+      // this instance is not in the registry right now (it was taken for dead): retry, elsewhere or later
+      metrics.connectionsTotal.inc({ result: 'error' });
+      return new HandshakeError('RATE_LIMITED', 'Temporarily unavailable, retry later');
+    }
+    if (unread.status === 'rejected') {
+      await pod.disconnect(ref, []).catch((err: unknown) => logger.warn({ err }, 'undoing a registration failed'));
+      throw unread.reason;
+    }
+    identity.connectedAt = r.now;
+    return { cameOnline: r.cameOnline, status: r.status, unread: unread.value };
   }
 
   return {
-    middleware(socket: GatewaySocket, next: (err?: Error) => void): void {
+    /**
+     * Calls `onAdmitted` before `next()`, so the pod knows the socket before Socket.IO connects
+     * it. A failure that is not the client's (Redis unreachable) is refused as "retry later".
+     */
+    middleware(socket: GatewaySocket, next: (err?: Error) => void, onAdmitted: (admission: Admission) => void): void {
       admit(socket).then(
-        (refusal) => next(refusal),
+        (result) => {
+          if (result instanceof HandshakeError) return next(result);
+          onAdmitted(result);
+          next();
+        },
         (err: unknown) => {
-          // Redis unreachable, most likely: say "retry later", never blame the client's token.
           logger.error({ err }, 'handshake failed');
           metrics.connectionsTotal.inc({ result: 'error' });
           next(new HandshakeError('RATE_LIMITED', 'Temporarily unavailable, retry later'));

@@ -1,5 +1,19 @@
-import type { GatewayContext } from './context.js';
+import type { Logger } from '@switchboard/observability';
+import type { ReadModel, Registry } from '@switchboard/store';
+import type { GatewayServer } from './context.js';
+import type { GatewayMetrics } from './metrics.js';
+import type { PodRegistry } from './pod-registry.js';
 import { announceDeparture } from './presence-events.js';
+
+export interface HeartbeatDeps {
+  io: GatewayServer;
+  registry: Registry;
+  readModel: ReadModel;
+  pod: PodRegistry;
+  intervalMs: number;
+  logger: Logger;
+  metrics: GatewayMetrics;
+}
 
 export interface Heartbeat {
   /** Writes the first heartbeat, then keeps beating. */
@@ -8,45 +22,64 @@ export interface Heartbeat {
 }
 
 /**
- * Keeps this pod alive in the registry and reaps dead pods (SPEC §5). A pod silent for more
- * than two intervals is dead; every live pod checks twice per interval, one at a time under
- * a lock, so a dead pod's sockets are gone within three intervals.
+ * Keeps this instance alive in the registry and reaps silent ones (SPEC §5). An instance silent
+ * for more than two intervals (Redis time) is dead; every live pod checks twice per interval, one
+ * at a time under a lock, so a dead instance's sockets are gone within three intervals.
+ *
+ * A pod reaps only after it has itself beaten without a gap for two intervals: after a Redis
+ * outage (or a stall of this pod) every heartbeat is old, and the first pod back must not take the
+ * others for dead before they had the time to beat again.
  */
-export function createHeartbeat(ctx: GatewayContext, startedAt: number, onReaped: () => Promise<void>): Heartbeat {
-  const { registry, readModel, podId, config, logger, metrics, io } = ctx;
-  const interval = config.heartbeatIntervalMs;
+export function createHeartbeat(deps: HeartbeatDeps): Heartbeat {
+  const { registry, readModel, pod, logger, metrics, io } = deps;
+  const interval = deps.intervalMs;
+  const maxAgeMs = interval * 2;
   const tickMs = Math.max(25, Math.floor(interval / 2));
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  let beaten = false;
+  let startedAt: number | undefined;
+  let lastBeatAt: number | undefined;
+  let healthySince: number | undefined;
 
-  async function tick(): Promise<void> {
+  async function beat(): Promise<number> {
     const end = metrics.registryDuration.startTimer({ op: 'heartbeat' });
     try {
-      const known = await registry.heartbeat(podId, startedAt);
-      if (!known && beaten) {
-        logger.warn({ pod: podId }, 'this pod was reaped while alive; registering its sockets again');
-        await onReaped();
+      const hb = await registry.heartbeat(pod.instance, startedAt);
+      const first = startedAt === undefined;
+      startedAt = hb.startedAt;
+      if (lastBeatAt === undefined || hb.now - lastBeatAt > interval) healthySince = hb.now;
+      lastBeatAt = hb.now;
+      if (!hb.known && !first) {
+        logger.warn({ instance: pod.instance.id }, 'this instance was reaped while alive; registering its sockets again');
+        pod.restore().catch((err: unknown) => logger.warn({ err }, 'registering the sockets again failed; retrying at the next beat'));
       }
-      beaten = true;
-    } catch (err) {
-      metrics.heartbeatFailures.inc();
-      logger.warn({ err }, 'heartbeat failed');
-      return;
+      return hb.now;
     } finally {
       end();
     }
+  }
+
+  async function tick(): Promise<void> {
+    let now: number;
+    try {
+      now = await beat();
+    } catch (err) {
+      healthySince = undefined;
+      metrics.heartbeatFailures.inc();
+      logger.warn({ err }, 'heartbeat failed');
+      return;
+    }
+    if (healthySince === undefined || now - healthySince < maxAgeMs) return;
     try {
       const endReap = metrics.registryDuration.startTimer({ op: 'reap' });
-      const reaped = await registry.reapDeadPods(interval * 2, interval * 4);
+      const reaped = await registry.reapSilentInstances(maxAgeMs, interval * 4);
       endReap();
       if (reaped.length) {
         const pods = new Set(reaped.map((r) => r.pod));
         metrics.reapedSockets.inc(reaped.length);
         metrics.reapedPods.inc(pods.size);
-        logger.warn({ pods: [...pods], sockets: reaped.length }, 'reaped dead pods');
-        const now = Date.now();
-        for (const r of reaped) announceDeparture(io, r, now);
+        logger.warn({ pods: [...pods], sockets: reaped.length }, 'reaped silent instances');
+        for (const r of reaped) announceDeparture(io, r);
       }
       metrics.heartbeatAge.set((await readModel.oldestHeartbeatAgeMs()) / 1000);
     } catch (err) {
@@ -65,8 +98,7 @@ export function createHeartbeat(ctx: GatewayContext, startedAt: number, onReaped
 
   return {
     async start() {
-      await registry.heartbeat(podId, startedAt);
-      beaten = true;
+      await beat();
       loop();
     },
     stop() {

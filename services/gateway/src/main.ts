@@ -1,8 +1,8 @@
 import closeWithGrace from 'close-with-grace';
 import { createVerifier } from '@switchboard/auth';
-import { ConfigError, loadGatewayConfig } from '@switchboard/config';
+import { ConfigError, jwtWarnings, loadGatewayConfig } from '@switchboard/config';
 import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
-import { closeRedis, createRedis, InboxStore, keys, waitReady } from '@switchboard/store';
+import { closeRedis, createRedis, InboxStore, keys, verifyRedisServer, waitReady } from '@switchboard/store';
 import { createGateway } from './gateway.js';
 
 let config;
@@ -17,6 +17,7 @@ try {
 }
 
 const logger = createLogger({ service: 'gateway', level: config.logLevel, pod: config.podId });
+for (const w of jwtWarnings(config.jwt)) logger.warn({ variables: w.variables }, w.message);
 const metrics = createRegistry('gateway', config.podId);
 // Commands fail fast while Redis is away: an ack says UNAVAILABLE instead of hanging.
 const redis = createRedis(config.redisUrl, 'gateway', logger, { maxRetriesPerRequest: 1 });
@@ -29,6 +30,7 @@ try {
   logger.fatal({ err, redis: safeRedisUrl(config.redisUrl) }, 'redis unreachable at start');
   process.exit(1);
 }
+if (!(await verifyRedisServer(redis, logger))) process.exit(1);
 
 const gateway = createGateway(
   {

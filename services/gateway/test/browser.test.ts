@@ -5,7 +5,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startCluster, startHaproxy, type Cluster, type HaproxyHandle } from '@switchboard/testkit';
+import { startHaproxy, type HaproxyHandle } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 
 const require = createRequire(import.meta.url);
 // the package's exports hide dist/: find it from the package entry

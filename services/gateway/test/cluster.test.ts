@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { collect, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
+import { collect, waitFor } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 
 describe('three gateways on one Redis', () => {
   let cluster: Cluster;

@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { io as ioClient } from 'socket.io-client';
-import { collect, eventually, mintToken, startCluster, TEST_JWT_SECRET, waitFor, type Cluster } from '@switchboard/testkit';
+import { collect, eventually, mintToken, TEST_JWT_SECRET, waitFor } from '@switchboard/testkit';
+import { ReadModel } from '@switchboard/store';
+import { startCluster, type Cluster } from '@switchboard/harness';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 
@@ -83,6 +85,34 @@ describe('handshake with an HS256 secret', () => {
       const r = await small.refused({ sub: 'many', gateway: 0 });
       expect(r.message).toBe('CONNECTION_LIMIT');
       expect((await small.connect({ sub: 'other-user', gateway: 0 })).session.userId).toBe('other-user');
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it('decides the connections-per-user limit in the handshake, also for concurrent handshakes on several pods', async () => {
+    const small = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, env: { MAX_CONNECTIONS_PER_USER: '3' } });
+    try {
+      const token = await small.token({ sub: 'racer' });
+      const outcomes = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => {
+          const s = small.socket({ sub: 'racer', token, gateway: i % 2 });
+          return new Promise<{ ready: boolean; error?: string; kicked: boolean }>((resolve) => {
+            let ready = false;
+            s.on('session:error', () => resolve({ ready, kicked: true }));
+            s.once('connect_error', (e) => resolve({ ready, error: e.message, kicked: false }));
+            s.once('session:ready', () => {
+              ready = true;
+              // a socket over the limit would be kicked after its session started: give it the chance
+              void s.emitWithAck('session:ping', {}).then(() => resolve({ ready, kicked: false }));
+            });
+          });
+        }),
+      );
+      expect(outcomes.filter((o) => o.ready && !o.kicked)).toHaveLength(3);
+      expect(outcomes.filter((o) => o.error === 'CONNECTION_LIMIT')).toHaveLength(7);
+      expect(outcomes.filter((o) => o.kicked)).toEqual([]);
+      expect(await new ReadModel(small.redis, small.keyPrefix).userSocketCount('racer')).toBe(3);
     } finally {
       await small.stop();
     }
@@ -176,6 +206,25 @@ describe('guests (ALLOW_GUESTS=true)', () => {
       const ack = await (guest.emitWithAck as (e: string, p: unknown) => Promise<{ ok: boolean; error?: { code: string } }>)(event, payload);
       expect({ event, code: ack.error?.code }).toEqual({ event, code: 'FORBIDDEN' });
     }
+  });
+
+  it('leaves nothing of a guest in Redis after its last disconnect', async () => {
+    const model = new ReadModel(cluster.redis, cluster.keyPrefix);
+    const guests = await Promise.all([0, 1, 0].map((gateway) => cluster.connect({ sub: 'ignored', token: null, gateway })));
+    const ids = guests.map((g) => g.session.userId);
+    for (const g of guests) expect((await g.emitWithAck('room:join', { room: 'public:guests' })).ok).toBe(true);
+    expect(await model.user(ids[0]!)).toMatchObject({ online: true });
+    for (const g of guests) g.close();
+    await eventually(async () => (await model.roomMemberCount('public:guests')) === 0 && (await model.onlineUsers(undefined, 1000)).items.every((u) => !ids.includes(u)));
+    const left: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, found] = await cluster.redis.scan(cursor, 'MATCH', `${cluster.keyPrefix}:*`, 'COUNT', 1000);
+      left.push(...found.filter((k) => ids.some((id) => k.includes(id))));
+      cursor = next;
+    } while (cursor !== '0');
+    expect(left).toEqual([]);
+    expect(await model.user(ids[0]!)).toBeUndefined();
   });
 
   it('still refuses a bad token instead of downgrading it to a guest', async () => {

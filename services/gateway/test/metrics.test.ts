@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { serviceMain, startCluster, type Cluster } from '@switchboard/testkit';
+import { serviceMain, startCluster, type Cluster } from '@switchboard/harness';
 
 describe('metrics', () => {
   let cluster: Cluster;
@@ -37,6 +37,12 @@ describe('metrics', () => {
     expect(body).not.toContain('metrics-room');
   });
 
+  it('comes from a gateway process running on the Node of the test run', async () => {
+    // CI runs the suite on Node 20 and 24: the processes it starts must run on the same one
+    const body = await (await fetch(`${cluster.gateways[0]!.opsUrl}/metrics`)).text();
+    expect(/^switchboard_nodejs_version_info\{version="(v[^"]+)"/m.exec(body)?.[1]).toBe(process.version);
+  });
+
   it('is not served on the public port, which has health endpoints only', async () => {
     const g = cluster.gateways[0]!;
     expect((await fetch(`${g.url}/metrics`)).status).toBe(404);
@@ -53,6 +59,8 @@ describe('start-up configuration', () => {
       [{ JWT_SECRET: 'too-short' }, /JWT_SECRET must be at least 32 bytes/],
       [{ JWT_SECRET: 'x'.repeat(40), PORT: 'abc' }, /Invalid configuration: PORT/],
       [{}, /JWT_SECRET is required/],
+      // unparseable: the Redis client would throw with the whole URL as `input`
+      [{ JWT_SECRET: 'x'.repeat(40), REDIS_URL: 'redis://:too-short@redis.internal:notaport' }, /REDIS_URL is not a valid URL \(got "redis:\/\/\*\*\*@redis\.internal:notaport"\)/],
     ] as const) {
       const r = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 10_000 });
       expect(r.status).toBe(1);

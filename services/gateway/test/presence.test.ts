@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ReadModel } from '@switchboard/store';
-import { collect, eventually, startCluster, waitFor, type Cluster } from '@switchboard/testkit';
+import { collect, eventually, waitFor } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import type { Ack } from '@switchboard/protocol';
 
 describe('cluster-wide presence', () => {

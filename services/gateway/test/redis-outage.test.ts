@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collect, eventually, startCluster, startRedis, waitFor, type Cluster, type RedisHandle } from '@switchboard/testkit';
+import { collect, eventually, startRedis, waitFor, type RedisHandle } from '@switchboard/testkit';
+import { startCluster, type Cluster } from '@switchboard/harness';
 import { keys } from '@switchboard/store';
 
 describe('when Redis goes away', () => {

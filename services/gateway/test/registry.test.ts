@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ReadModel } from '@switchboard/store';
-import { collect, eventually, startCluster, type Cluster, type TestClient } from '@switchboard/testkit';
+import { keys, ReadModel } from '@switchboard/store';
+import { collect, eventually } from '@switchboard/testkit';
+import { startCluster, type Cluster, type TestClient } from '@switchboard/harness';
 
 /** What the registry must say, computed from the clients the test holds. */
 function truth(live: { user: string; pod: string; rooms: Set<string> }[]) {
@@ -62,9 +63,11 @@ describe('dead pod reaping (kill -9 of a gateway process)', () => {
     const before = await model.counts();
     expect(before.connections).toBe(live.length + 1);
 
+    const victimInstance = before.pods.find((p) => p.id === victim.podId)!.instance;
+    expect(await cluster.redis.scard(keys(cluster.keyPrefix).instanceSockets(victimInstance))).toBe(40);
     const killedAt = Date.now();
     await victim.kill();
-    await eventually(async () => (await cluster.redis.scard(`${cluster.keyPrefix}:reg:pod:${victim.podId}:sockets`)) === 0 && !(await model.counts()).pods.some((p) => p.id === victim.podId), {
+    await eventually(async () => (await cluster.redis.scard(keys(cluster.keyPrefix).instanceSockets(victimInstance))) === 0 && !(await model.counts()).pods.some((p) => p.id === victim.podId), {
       timeoutMs: 3 * HEARTBEAT + 500,
       intervalMs: 20,
     });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { mintRoomToken, startCluster, type Cluster, type TestClient } from '@switchboard/testkit';
+import { mintRoomToken } from '@switchboard/testkit';
+import { startCluster, type Cluster, type TestClient } from '@switchboard/harness';
 import type { Ack } from '@switchboard/protocol';
 
 type Emit = (event: string, payload: unknown) => Promise<Ack<unknown>>;

@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { io as ioClient } from 'socket.io-client';
-import { eventually, startCluster, startHaproxy, type ClientSocket, type Cluster, type HaproxyHandle } from '@switchboard/testkit';
+import { eventually, startHaproxy, type HaproxyHandle } from '@switchboard/testkit';
+import { startCluster, type ClientSocket, type Cluster } from '@switchboard/harness';
 import type { SessionReady } from '@switchboard/protocol';
+import { ReadModel } from '@switchboard/store';
 
 describe('SIGTERM on a gateway process behind the load balancer', () => {
   let cluster: Cluster;
@@ -49,8 +51,8 @@ describe('SIGTERM on a gateway process behind the load balancer', () => {
     for (const c of clients.filter((x) => !onVictim.includes(x))) expect(sessions.get(c)!.length).toBe(1);
 
     // and the registry forgot the victim at once (a clean exit, not a reap)
-    const pods = await cluster.redis.zrange(`${cluster.keyPrefix}:reg:pods`, 0, -1);
-    expect(pods).not.toContain(victim.podId);
-    await eventually(async () => Number(await cluster.redis.hget(`${cluster.keyPrefix}:reg:counters`, 'connections')) === clients.length);
+    const model = new ReadModel(cluster.redis, cluster.keyPrefix);
+    expect((await model.counts()).pods.map((p) => p.id)).not.toContain(victim.podId);
+    await eventually(async () => (await model.counts()).connections === clients.length);
   });
 });

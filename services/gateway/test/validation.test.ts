@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { eventually, startCluster, waitFor, type Cluster, type TestClient } from '@switchboard/testkit';
+import { eventually, waitFor } from '@switchboard/testkit';
+import { startCluster, type Cluster, type TestClient } from '@switchboard/harness';
 import { CLIENT_EVENTS, type Ack } from '@switchboard/protocol';
 
 type Emit = (event: string, ...args: unknown[]) => Promise<Ack<unknown>>;

@@ -3,14 +3,13 @@ import type { GatewayContext } from '../context.js';
 import type { HandlerMap } from '../handler.js';
 
 export function createPresenceHandlers(ctx: GatewayContext) {
-  const { registry, readModel, config, io } = ctx;
+  const { pod, readModel, config, io } = ctx;
   const guestsForbidden = () => new SwitchboardError('FORBIDDEN', 'Guests have no presence');
 
   return {
-    'presence:set': async ({ data, state }, { status, text }) => {
+    'presence:set': async ({ data }, { status, text }) => {
       if (data.guest) throw guestsForbidden();
-      await state.registered;
-      const online = await registry.setStatus(data.userId, status, text);
+      const online = await pod.setStatus(data.userId, status, text);
       io.to(presenceRoom(data.userId)).emit('presence:changed', { userId: data.userId, online, status });
       return { status };
     },

@@ -20,7 +20,7 @@ function requireUser(data: SocketData, what: string): void {
 }
 
 export function createRoomHandlers(ctx: GatewayContext) {
-  const { registry, readModel, history, verifier, config, metrics } = ctx;
+  const { pod, readModel, history, budget, verifier, config, metrics } = ctx;
 
   /** The room policy of SPEC §4. */
   async function authorizeJoin(data: SocketData, room: string, token: string | undefined): Promise<void> {
@@ -59,8 +59,7 @@ export function createRoomHandlers(ctx: GatewayContext) {
         state.rooms.add(room); // reserved now, so concurrent joins cannot pass the limit
         let change;
         try {
-          await state.registered;
-          change = await registry.join(socket.id, room);
+          change = await pod.join(state.ref, room);
         } catch (err) {
           state.rooms.delete(room); // a failed join changes nothing
           throw err;
@@ -78,8 +77,7 @@ export function createRoomHandlers(ctx: GatewayContext) {
     'room:leave': async ({ socket, data, state }, { room }) => {
       if (roomKind(room) === 'user') throw forbidden('User rooms cannot be left');
       if (!state.rooms.has(room)) return { room };
-      await state.registered;
-      const change = await registry.leave(socket.id, room); // a failed leave changes nothing
+      const change = await pod.leave(state.ref, room); // a failed leave changes nothing
       state.rooms.delete(room);
       void socket.leave(room);
       if (change.userChanged) socket.to(room).emit('room:member_left', { room, userId: data.userId });
@@ -95,6 +93,14 @@ export function createRoomHandlers(ctx: GatewayContext) {
       if (size > config.limits.maxPayloadBytes) {
         throw new SwitchboardError('PAYLOAD_TOO_LARGE', `data is larger than ${config.limits.maxPayloadBytes} bytes`, {
           limit: config.limits.maxPayloadBytes,
+        });
+      }
+      const decision = await budget.take(data.userId, size);
+      if (!decision.allowed) {
+        const { messages, bytes, windowMs } = budget.limits;
+        throw new SwitchboardError('RATE_LIMITED', 'Publish budget exhausted, retry later', {
+          retryAfterMs: decision.retryAfterMs,
+          budget: { messages, bytes, windowMs },
         });
       }
       const message = await publishRoomMessage(history, socket.to(room), {

@@ -2,15 +2,14 @@ import { AuthError } from '@switchboard/auth';
 import { SwitchboardError } from '@switchboard/protocol';
 import type { GatewayContext } from '../context.js';
 import type { HandlerMap } from '../handler.js';
-import { scheduleExpiry } from '../session-timer.js';
 
 export function createSessionHandlers(ctx: GatewayContext) {
-  const { verifier, config } = ctx;
+  const { verifier, clock } = ctx;
 
   return {
     'session:ping': () => ({ ts: Date.now() }),
 
-    'auth:refresh': async ({ socket, data, state }, { token }) => {
+    'auth:refresh': async ({ socket, data }, { token }) => {
       if (data.guest) throw new SwitchboardError('FORBIDDEN', 'Guests have no token to refresh');
       let claims;
       try {
@@ -23,7 +22,8 @@ export function createSessionHandlers(ctx: GatewayContext) {
       data.exp = claims.exp;
       data.roles = claims.roles;
       data.rooms = claims.rooms;
-      scheduleExpiry(socket, state, claims.exp, config.tokenExpiryWarningSec);
+      // the clock ignores a socket that closed while the token was being verified
+      clock.schedule(socket, claims.exp);
       return { exp: claims.exp };
     },
   } satisfies Partial<HandlerMap>;

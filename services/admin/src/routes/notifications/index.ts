@@ -10,15 +10,17 @@ const notificationsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Enqueue a notification',
         description:
           'The body is a notification job (SPEC §6), enqueued on the `notifications` queue for the dispatcher. ' +
-          'With an `id`, the same notification is enqueued once while the job is kept. 503 while Redis is down.',
+          'The answer\'s `id` is the notification id clients see (the body\'s `id`, or `job:<job id>` when it has none). ' +
+          'An `id` is delivered once within the idempotency window; the same `id` with other content is 409. ' +
+          '503 while Redis is down.',
         security: BEARER,
         body: NotificationBody,
-        response: { 202: NotificationResponse, ...errorResponses('INVALID_PAYLOAD', 'PAYLOAD_TOO_LARGE', ...AUTH_ERRORS) },
+        response: { 202: NotificationResponse, ...errorResponses('INVALID_PAYLOAD', 'CONFLICT', 'PAYLOAD_TOO_LARGE', ...AUTH_ERRORS) },
       },
     },
     async (request, reply) => {
-      const { id } = await app.producer.notify(request.body);
-      return reply.code(202).send({ id });
+      const { id, jobId } = await app.producer.notify(request.body);
+      return reply.code(202).send({ id, jobId });
     },
   );
 };

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AdminConfig } from '@switchboard/config';
-import { jsonSize } from '@switchboard/protocol';
+import { jsonSize, SERVER_SENDER } from '@switchboard/protocol';
 import { publishRoomMessage } from '@switchboard/store';
 import { AdminError, notFound } from '../../errors.js';
 import { describePrincipal } from '../../plugins/app/auth.js';
@@ -22,9 +22,6 @@ export interface RoomsRouteOptions {
   /** Largest `data` of a published message, as JSON bytes. */
   maxPayloadBytes: AdminConfig['maxPayloadBytes'];
 }
-
-/** The sender of messages published through the admin API. */
-export const SYSTEM_SENDER = { userId: 'system' } as const;
 
 const roomsRoutes: FastifyPluginAsyncTypebox<RoomsRouteOptions> = async (app, { maxPayloadBytes }) => {
   app.get(
@@ -76,7 +73,7 @@ const roomsRoutes: FastifyPluginAsyncTypebox<RoomsRouteOptions> = async (app, { 
         summary: 'Publish a message to a room, from the server',
         description:
           'Stored in the room’s history, then sent as `room:message` to every member on every pod, from ' +
-          '`{ userId: "system" }`. Any valid room, `user:<id>` rooms included. `data` is at most ' +
+          '`{ userId: "#server" }`, a sender no access token can produce (`#` is not a user-id character). Any valid room, `user:<id>` rooms included. `data` is at most ' +
           '`ADMIN_MAX_PAYLOAD_BYTES` as JSON (413 otherwise).',
         security: BEARER,
         params: RoomParams,
@@ -93,7 +90,7 @@ const roomsRoutes: FastifyPluginAsyncTypebox<RoomsRouteOptions> = async (app, { 
       const message = await publishRoomMessage(app.roomHistory, app.emitter.to(room), {
         room,
         ...(type === undefined ? {} : { type }),
-        from: SYSTEM_SENDER,
+        from: SERVER_SENDER,
         data,
       });
       request.log.info({ principal: describePrincipal(request.principal), room, id: message.id }, 'admin published a message');

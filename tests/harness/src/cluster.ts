@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
 import { Registry as MetricsRegistry } from 'prom-client';
 import { io as ioClient, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
-import { createVerifier } from '@switchboard/auth';
+import { createVerifier, type TokenVerifier } from '@switchboard/auth';
 import { loadGatewayConfig } from '@switchboard/config';
 import { createGateway, type Gateway } from '@switchboard/gateway';
 import { createLogger } from '@switchboard/observability';
@@ -15,11 +15,8 @@ import {
   type SessionReady,
 } from '@switchboard/protocol';
 import { InboxStore, keys } from '@switchboard/store';
-import { deleteKeys, randomKeyPrefix } from './prefix.js';
-import { freePort } from './redis.js';
+import { deleteKeys, eventually, freePort, mintToken, randomKeyPrefix, spawnOwned, TEST_JWT_SECRET, type TokenClaims } from '@switchboard/testkit';
 import { serviceMain } from './services.js';
-import { mintToken, TEST_JWT_SECRET, type TokenClaims } from './tokens.js';
-import { eventually } from './wait.js';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 export interface TestClient extends ClientSocket {
@@ -37,6 +34,10 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Run each gateway as a `node dist/main.js` process instead of in this process. */
   processes?: boolean;
+  /** Wraps the token verifier of in-process gateways (e.g. to hold a verification back). */
+  wrapVerifier?: (verifier: TokenVerifier) => TokenVerifier;
+  /** Node.js flags of a process gateway, by index (e.g. `--import` of a preload). */
+  nodeArgs?: (index: number) => string[];
 }
 
 export interface ClusterGateway {
@@ -48,6 +49,8 @@ export interface ClusterGateway {
   opsUrl: string;
   /** In-process gateways only. */
   gateway?: Gateway;
+  /** In-process gateways only: the gateway's Redis clients (commands, adapter publisher and subscriber). */
+  clients?: { commands: Redis; pub: Redis; sub: Redis };
   /** Process gateways only. */
   process?: ChildProcess;
   /** Resolves with the exit code once a process gateway exits. */
@@ -56,6 +59,14 @@ export interface ClusterGateway {
   stop(): Promise<void>;
   /** SIGKILL: the pod dies without cleaning up (processes only). */
   kill(): Promise<void>;
+  /**
+   * Starts a new process for this gateway after it exited: same `POD_ID`, same ports, as a
+   * container restarted by its orchestrator (processes only). Updates this handle.
+   */
+  respawn(): Promise<void>;
+  /** SIGSTOP / SIGCONT: the process stalls and resumes, its connections stay open (processes only). */
+  pause(): void;
+  resume(): void;
 }
 
 export interface ConnectOptions extends TokenClaims {
@@ -113,6 +124,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     LOG_LEVEL: process.env.SB_TEST_LOG_LEVEL ?? 'silent',
     HEARTBEAT_INTERVAL_MS: '1000',
     HANDSHAKE_RATE_PER_SEC: '10000',
+    // tests publish in bursts; the budget has tests of its own
+    PUBLISH_BUDGET_MESSAGES: '1000000',
+    PUBLISH_BUDGET_BYTES: '1000000000',
     ...options.env,
   });
 
@@ -140,7 +154,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         redis: commands,
         pubClient: pub,
         subClient: sub,
-        verifier: createVerifier(config.jwt),
+        verifier: (options.wrapVerifier ?? ((v) => v))(createVerifier(config.jwt)),
         inbox: new InboxStore(commands, keys(keyPrefix)),
         logger,
         metrics: new MetricsRegistry(),
@@ -157,11 +171,19 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       url: `http://127.0.0.1:${port}`,
       opsUrl: `http://127.0.0.1:${opsPort}`,
       gateway,
+      clients: { commands, pub, sub },
       stop: () =>
         (stopped ??= gateway.close({ drainMs: 0 }).then(async () => {
           for (const c of [commands, pub, sub]) c.disconnect();
         })),
       kill: () => Promise.reject(new Error('kill() needs a process gateway')),
+      respawn: () => Promise.reject(new Error('respawn() needs a process gateway')),
+      pause: () => {
+        throw new Error('pause() needs a process gateway');
+      },
+      resume: () => {
+        throw new Error('resume() needs a process gateway');
+      },
     };
   }
 
@@ -169,36 +191,52 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const port = await freePort();
     const opsPort = await freePort();
     const env = baseEnv(index, port, opsPort);
-    const child = spawn(process.execPath, [serviceMain('gateway')], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const url = `http://127.0.0.1:${port}`;
-    await Promise.race([
-      eventually(async () => (await fetch(`${url}/readyz`)).ok, { timeoutMs: 15_000, intervalMs: 50 }),
-      exited.then((code) => {
-        throw new Error(`gateway ${index} exited (${code}): ${stderr}`);
-      }),
-    ]);
-    const signal = async (sig: NodeJS.Signals) => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
-      await exited;
-    };
-    return {
+    const g = {
       index,
       podId: env.POD_ID!,
       port,
       opsPort,
       url,
       opsUrl: `http://127.0.0.1:${opsPort}`,
-      process: child,
-      exited,
-      stop: () => signal('SIGTERM'),
-      kill: () => signal('SIGKILL'),
+    } as ClusterGateway;
+
+    const launch = async () => {
+      const child = spawnOwned(process.execPath, [...(options.nodeArgs?.(index) ?? []), serviceMain('gateway')], {
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const signal = async (sig: NodeJS.Signals) => {
+        if (child.exitCode === null && child.signalCode === null) {
+          if (sig !== 'SIGCONT') child.kill('SIGCONT'); // a paused process handles nothing else
+          child.kill(sig);
+        }
+        await exited;
+      };
+      g.process = child;
+      g.exited = exited;
+      g.stop = () => signal('SIGTERM');
+      g.kill = () => signal('SIGKILL');
+      g.pause = () => void child.kill('SIGSTOP');
+      g.resume = () => void child.kill('SIGCONT');
+      await Promise.race([
+        eventually(async () => (await fetch(`${url}/readyz`)).ok, { timeoutMs: 15_000, intervalMs: 50 }),
+        exited.then((code) => {
+          throw new Error(`gateway ${index} exited (${code}): ${stderr}`);
+        }),
+      ]);
     };
+    g.respawn = async () => {
+      if (g.process && g.process.exitCode === null && g.process.signalCode === null) {
+        throw new Error(`gateway ${index} is still running`);
+      }
+      await launch();
+    };
+    await launch();
+    return g;
   }
 
   function socket(o: ConnectOptions & { token: string | null }): ClientSocket {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,15 +7,12 @@ import { Queue } from 'bullmq';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
+import { eventually, freePort, spawnOwned, startHaproxy, stopProcess, type HaproxyHandle } from '@switchboard/testkit';
 import {
-  eventually,
-  freePort,
   startAdminProcess,
   startCluster,
   startDispatcherProcess,
-  startHaproxy,
   type Cluster,
-  type HaproxyHandle,
   type ProcessHandle,
   type TestClient,
 } from '../src/index.js';
@@ -93,7 +90,7 @@ async function startPrometheus(config: (selfTarget: string) => unknown, dir: str
     const port = await freePort();
     const file = join(dir, 'prometheus.yml');
     writeFileSync(file, stringify(config(`127.0.0.1:${port}`)));
-    const child: ChildProcess = spawn(
+    const child: ChildProcess = spawnOwned(
       'prometheus',
       [`--config.file=${file}`, `--storage.tsdb.path=${join(dir, `data-${attempt}`)}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
@@ -106,13 +103,7 @@ async function startPrometheus(config: (selfTarget: string) => unknown, dir: str
       child.once('exit', (code) => resolve(code));
       child.once('error', () => resolve(-1));
     });
-    const stop = async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const force = setTimeout(() => child.kill('SIGKILL'), 5000);
-      child.kill('SIGTERM');
-      await exited;
-      clearTimeout(force);
-    };
+    const stop = () => stopProcess(child);
     const url = `http://127.0.0.1:${port}`;
     try {
       await Promise.race([

@@ -1,17 +1,14 @@
 import { createServer, type AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { accessibilityViolations, launchBrowser, screenshot } from '../src/browser.js';
+import { freePort, mintToken, startHaproxy, type HaproxyHandle } from '@switchboard/testkit';
+import { accessibilityViolations, launchBrowser, screenshot } from '@switchboard/testkit/browser';
 import {
-  freePort,
-  mintToken,
   startAdminProcess,
   startCluster,
   startDemoServer,
   startDispatcherProcess,
-  startHaproxy,
   type Cluster,
-  type HaproxyHandle,
   type ProcessHandle,
 } from '../src/index.js';
 

@@ -1,0 +1,68 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { deleteKeys, randomKeyPrefix } from '@switchboard/testkit';
+import { RoomHistory } from '../src/history.js';
+import { keys } from '../src/keys.js';
+
+let redis: Redis;
+let prefix: string;
+
+beforeAll(() => {
+  redis = new Redis(inject('redisUrl'));
+  redis.on('error', () => {});
+});
+afterAll(() => redis.quit());
+beforeEach((context) => {
+  prefix = randomKeyPrefix();
+  context.onTestFinished(() => deleteKeys(redis, prefix));
+});
+
+const from = { userId: 'h' };
+
+/** Bytes the stream's entries hold, as Redis has them. */
+async function streamBytes(room: string): Promise<{ entries: number; bytes: number }> {
+  const all = await redis.xrange(keys(prefix).history(room), '-', '+');
+  return { entries: all.length, bytes: all.reduce((n, [, fields]) => n + Buffer.byteLength(fields[1]!), 0) };
+}
+
+describe('room history bounds', () => {
+  it('keeps at most maxBytes of messages per room, oldest out, and says so to a reader from before', async () => {
+    const room = 'public:big';
+    const history = new RoomHistory(redis, prefix, { maxLength: 1000, maxBytes: 256 * 1024, ttlSec: 60 });
+    const first = await history.append({ room, from, data: 'x'.repeat(60_000) });
+    for (let i = 0; i < 20; i++) await history.append({ room, from, data: 'x'.repeat(60_000) });
+    const held = await streamBytes(room);
+    expect(held.bytes).toBeLessThanOrEqual(256 * 1024);
+    expect(held.entries).toBe(4); // 4 × ~60 KB fit, a fifth does not
+    expect(Number(await redis.hget(keys(prefix).historyMeta(room), 'bytes'))).toBe(held.bytes);
+    const since = await history.range(room, first.id, 50);
+    expect(since.recovered).toBe(false);
+    expect(since.messages).toHaveLength(4);
+    // a reader that saw the latest but one misses nothing
+    const latest = await history.range(room, undefined, 2);
+    const caught = await history.range(room, latest.messages[0]!.id, 50);
+    expect(caught).toMatchObject({ recovered: true });
+    expect(caught.messages.map((m) => m.id)).toEqual([latest.messages[1]!.id]);
+  });
+
+  it('trims by count exactly, and always keeps the newest message even when it alone is too big', async () => {
+    const room = 'public:count';
+    const history = new RoomHistory(redis, prefix, { maxLength: 5, maxBytes: 1024, ttlSec: 60 });
+    for (let i = 0; i < 12; i++) await history.append({ room, from, data: i });
+    expect((await streamBytes(room)).entries).toBe(5);
+    expect((await history.range(room, undefined, 50)).messages.map((m) => m.data)).toEqual([7, 8, 9, 10, 11]);
+    const big = await history.append({ room, from, data: 'y'.repeat(5000) });
+    const held = await history.range(room, undefined, 50);
+    expect(held.messages.map((m) => m.id)).toEqual([big.id]);
+    expect(Number(await redis.hget(keys(prefix).historyMeta(room), 'bytes'))).toBe((await streamBytes(room)).bytes);
+  });
+
+  it('expires the stream and its size together', async () => {
+    const room = 'public:ttl';
+    const history = new RoomHistory(redis, prefix, { maxLength: 10, maxBytes: 10_000, ttlSec: 30 });
+    await history.append({ room, from, data: 1 });
+    const [a, b] = await Promise.all([redis.ttl(keys(prefix).history(room)), redis.ttl(keys(prefix).historyMeta(room))]);
+    expect(a).toBeGreaterThan(25);
+    expect(b).toBeGreaterThan(25);
+  });
+});
