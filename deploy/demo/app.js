@@ -353,18 +353,10 @@ async function sendMeANotification() {
 // ---------- wiring ----------
 
 async function init() {
-  const config = await window
-    .fetch('/config.json')
-    .then((r) => r.json())
-    .catch(() => ({}));
-  lbUrl = config.lbUrl || `${window.location.protocol}//${window.location.hostname}:${config.lbPort ?? 8000}`;
-  $('lb').textContent = lbUrl;
-  if (config.mintTokens === false) log('token minting is off on the demo server (DEMO_MINT_TOKENS=true enables it)', 'error');
-  notifyEnabled = config.notify === true;
-  if (!notifyEnabled) $('notify-me').title = 'The demo server has no admin API (DEMO_ADMIN_URL, DEMO_ADMIN_API_KEY)';
-
-  $('user').value = window.localStorage.getItem('sb-demo-user') || `user-${Math.random().toString(36).slice(2, 6)}`;
-  $('name').value = window.localStorage.getItem('sb-demo-name') || '';
+  // Defaults and handlers first, before anything is awaited: what is typed or clicked while the
+  // configuration loads is kept (Connect waits for it).
+  $('user').value ||= window.localStorage.getItem('sb-demo-user') || `user-${Math.random().toString(36).slice(2, 6)}`;
+  $('name').value ||= window.localStorage.getItem('sb-demo-name') || '';
 
   $('connect-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -430,6 +422,18 @@ async function init() {
   });
 
   setConnected(false);
+  $('connect').disabled = true;
+
+  const config = await window
+    .fetch('/config.json')
+    .then((r) => r.json())
+    .catch(() => ({}));
+  lbUrl = config.lbUrl || `${window.location.protocol}//${window.location.hostname}:${config.lbPort ?? 8000}`;
+  $('lb').textContent = lbUrl;
+  if (config.mintTokens === false) log('token minting is off on the demo server (DEMO_MINT_TOKENS=true enables it)', 'error');
+  notifyEnabled = config.notify === true;
+  if (!notifyEnabled) $('notify-me').title = 'The demo server has no admin API (DEMO_ADMIN_URL, DEMO_ADMIN_API_KEY)';
+  $('connect').disabled = Boolean(socket);
 }
 
 init();
