@@ -75,7 +75,7 @@ describe('the demo page with two users', () => {
     await page.getByLabel('Name', { exact: true }).fill(name);
     await page.getByRole('button', { name: 'Connect', exact: true }).click();
     await expect.poll(() => text(page, '#state'), { timeout: 10_000 }).toBe('connected');
-    await expect.poll(() => text(page, '#pod')).not.toBe('–');
+    await page.locator('#log li', { hasText: `session:ready as ${user} on pod ` }).waitFor({ timeout: 10_000 });
   }
 
   async function join(page: Page, room: string): Promise<void> {
