@@ -6,6 +6,7 @@ import { startRedis } from './packages/testkit/src/redis.js';
 export default async function setup(project: TestProject) {
   const redis = await startRedis();
   project.provide('redisUrl', redis.url);
+  project.provide('redis', { REDIS_URL: redis.url });
   return async () => {
     await redis.stop();
   };

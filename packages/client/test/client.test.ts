@@ -26,7 +26,7 @@ describe('client SDK on a two-gateway cluster', () => {
   const clients = clientFactory(() => cluster);
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
   });
   afterEach(() => clients.closeAll());
   afterAll(() => cluster.stop());

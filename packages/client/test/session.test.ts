@@ -10,8 +10,7 @@ describe('tokens', () => {
   beforeAll(async () => {
     // session:expiring comes 2 s before exp, so a 3 s token is warned about after about 1 s;
     // guests are allowed so that a fall back to a guest session would show
-    cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redisUrl'),
       gateways: 2,
       env: { TOKEN_EXPIRY_WARNING_SEC: '2', ALLOW_GUESTS: 'true' },
     });

@@ -3,12 +3,14 @@ import { Type } from '@sinclair/typebox';
 import { jwksUrlProblem } from '@switchboard/auth';
 import { DEFAULT_IDEMPOTENCY_WINDOW_SEC, DEFAULT_KEY_PREFIX } from '@switchboard/protocol';
 import { Bool, ConfigError, list, parseEnv, Port, PositiveInt, shownValue, type Env } from './env.js';
+import { redisConfig, RedisEnv, type RedisConfig, type RedisEnvValues } from './redis.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 const Common = {
-  REDIS_URL: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' }),
-  KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9._:{}-]{1,64}$', default: DEFAULT_KEY_PREFIX }),
+  ...RedisEnv,
+  // No braces: the key schema places hash tags itself (packages/store/src/keys.ts).
+  KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9._:-]{1,64}$', default: DEFAULT_KEY_PREFIX }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },
@@ -28,7 +30,8 @@ const Jwt = {
 };
 
 export interface CommonConfig {
-  redisUrl: string;
+  /** Where Redis is and how to talk to it. */
+  redis: RedisConfig;
   keyPrefix: string;
   logLevel: LogLevel;
   podId: string;
@@ -47,31 +50,16 @@ export interface JwtConfig {
   clockToleranceSec: number;
 }
 
-/**
- * The schema only checks the scheme. A URL the Redis client cannot parse would fail later with
- * an error that carries the whole URL, password included; refuse it here, redacted.
- */
-function checkRedisUrl(value: string): void {
-  const url = URL.canParse(value) ? new URL(value) : undefined;
-  if (!url) throw new ConfigError('REDIS_URL', `is not a valid URL${shownValue('REDIS_URL', value)}`);
-  try {
-    decodeURIComponent(url.username);
-    decodeURIComponent(url.password);
-  } catch {
-    throw new ConfigError('REDIS_URL', 'has a malformed %-escape in its user name or password');
-  }
-}
-
-function common(e: {
-  REDIS_URL: string;
-  KEY_PREFIX: string;
-  LOG_LEVEL: string;
-  POD_ID?: string;
-  SHUTDOWN_TIMEOUT_MS: number;
-}): CommonConfig {
-  checkRedisUrl(e.REDIS_URL);
+function common(
+  e: RedisEnvValues & {
+    KEY_PREFIX: string;
+    LOG_LEVEL: string;
+    POD_ID?: string;
+    SHUTDOWN_TIMEOUT_MS: number;
+  },
+): CommonConfig {
   return {
-    redisUrl: e.REDIS_URL,
+    redis: redisConfig(e),
     keyPrefix: e.KEY_PREFIX,
     logLevel: e.LOG_LEVEL as LogLevel,
     podId: e.POD_ID ?? `${hostname()}-${process.pid}`,

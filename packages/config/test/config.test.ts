@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, jwtWarnings, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig, redactCredentials } from '../src/index.js';
+import { ConfigError, describeRedis, jwtWarnings, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig, redactCredentials } from '../src/index.js';
 
 const secret = 'x'.repeat(40);
 
@@ -7,7 +7,7 @@ describe('environment validation', () => {
   it('applies the documented defaults', () => {
     const c = loadGatewayConfig({ JWT_SECRET: secret });
     expect(c).toMatchObject({
-      redisUrl: 'redis://127.0.0.1:6379',
+      redis: { topology: { kind: 'standalone', url: 'redis://127.0.0.1:6379' }, tls: false, pubsubMode: 'classic' },
       keyPrefix: 'sb',
       port: 3000,
       opsPort: 9100,
@@ -148,6 +148,71 @@ describe('environment validation', () => {
     expect(c.jwt.publicKey).toBe('-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----');
     expect(c.corsOrigins).toEqual(['https://a.example', 'http://localhost:8090']);
     expect(loadGatewayConfig({ JWT_SECRET: secret, CORS_ORIGINS: '*' }).corsOrigins).toBe('*');
-    expect(loadGatewayConfig({ JWT_SECRET: secret, KEY_PREFIX: '{app}:v2' }).keyPrefix).toBe('{app}:v2');
+    expect(loadGatewayConfig({ JWT_SECRET: secret, KEY_PREFIX: 'app.v2:eu' }).keyPrefix).toBe('app.v2:eu');
+    // the key schema places the hash tags: a prefix with braces would put everything in one slot
+    expect(() => loadGatewayConfig({ JWT_SECRET: secret, KEY_PREFIX: '{app}:v2' })).toThrow(/^Invalid configuration: KEY_PREFIX/);
+  });
+});
+
+describe('Redis topology', () => {
+  const load = (env: Record<string, string>) => loadDispatcherConfig(env).redis;
+
+  it('takes a URL, a Sentinel group or Redis Cluster seed nodes, each with its default pub/sub mode', () => {
+    expect(load({ REDIS_URL: 'rediss://:pw@redis.internal:6380' })).toEqual({
+      topology: { kind: 'standalone', url: 'rediss://:pw@redis.internal:6380' },
+      tls: false,
+      pubsubMode: 'classic',
+    });
+    expect(load({ REDIS_SENTINELS: 's1:26379, s2:26379,[::1]:26380', REDIS_SENTINEL_NAME: 'sb-primary', REDIS_PASSWORD: 'pw', REDIS_SENTINEL_PASSWORD: 'spw' })).toEqual({
+      topology: {
+        kind: 'sentinel',
+        name: 'sb-primary',
+        sentinels: [
+          { host: 's1', port: 26379 },
+          { host: 's2', port: 26379 },
+          { host: '::1', port: 26380 },
+        ],
+      },
+      password: 'pw',
+      sentinelPassword: 'spw',
+      tls: false,
+      pubsubMode: 'classic',
+    });
+    expect(load({ REDIS_CLUSTER_NODES: '10.0.0.1:7000,10.0.0.2:7000', REDIS_USERNAME: 'sb', REDIS_PASSWORD: 'pw', REDIS_TLS: 'true' })).toEqual({
+      topology: { kind: 'cluster', nodes: [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7000 }] },
+      username: 'sb',
+      password: 'pw',
+      tls: true,
+      pubsubMode: 'sharded',
+    });
+    expect(load({ REDIS_CLUSTER_NODES: 'n:7000', PUBSUB_MODE: 'classic' }).pubsubMode).toBe('classic');
+    expect(load({ PUBSUB_MODE: 'sharded' }).pubsubMode).toBe('sharded');
+  });
+
+  it('refuses ambiguous or incomplete topologies, naming the variables', () => {
+    const bad: [Record<string, string>, string][] = [
+      [{ REDIS_URL: 'redis://a:6379', REDIS_CLUSTER_NODES: 'b:7000' }, 'Invalid configuration: REDIS_URL/REDIS_CLUSTER_NODES are exclusive: set one of them'],
+      [{ REDIS_SENTINELS: 's:26379', REDIS_CLUSTER_NODES: 'b:7000', REDIS_SENTINEL_NAME: 'm' }, 'Invalid configuration: REDIS_SENTINELS/REDIS_CLUSTER_NODES are exclusive: set one of them'],
+      [{ REDIS_SENTINELS: 's:26379' }, "Invalid configuration: REDIS_SENTINEL_NAME is required with REDIS_SENTINELS (the primary's name)"],
+      [{ REDIS_SENTINEL_NAME: 'm' }, 'Invalid configuration: REDIS_SENTINELS is required with REDIS_SENTINEL_NAME'],
+      [{ REDIS_CLUSTER_NODES: 'node-without-port' }, 'Invalid configuration: REDIS_CLUSTER_NODES has an entry that is not host:port (got "node-without-port")'],
+      [{ REDIS_CLUSTER_NODES: 'n:99999' }, 'Invalid configuration: REDIS_CLUSTER_NODES has an entry that is not host:port (got "n:99999")'],
+      [{ REDIS_CLUSTER_NODES: ' , ' }, 'Invalid configuration: REDIS_CLUSTER_NODES needs at least one host:port'],
+      [{ REDIS_PASSWORD: 'pw' }, 'Invalid configuration: REDIS_PASSWORD is for Sentinel and Cluster: with REDIS_URL, put credentials in the URL'],
+      [{ REDIS_TLS: 'true' }, 'Invalid configuration: REDIS_TLS is for Sentinel and Cluster: with REDIS_URL, use rediss://'],
+      [{ REDIS_CLUSTER_NODES: 'n:7000', REDIS_SENTINEL_PASSWORD: 'x' }, 'Invalid configuration: REDIS_SENTINEL_PASSWORD is for Sentinel (with REDIS_SENTINELS)'],
+      [{ PUBSUB_MODE: 'fast' }, 'Invalid configuration: PUBSUB_MODE'],
+    ];
+    for (const [env, message] of bad) {
+      expect(() => load(env), JSON.stringify(env)).toThrow(ConfigError);
+      expect(() => load(env)).toThrow(message);
+    }
+  });
+
+  it('describes a topology for logs without its credentials', () => {
+    expect(describeRedis(load({ REDIS_URL: 'redis://user:hunter2@h:6390/2' }))).toEqual({ topology: 'standalone', host: 'h:6390', tls: false, pubsub: 'classic' });
+    const cluster = describeRedis(load({ REDIS_CLUSTER_NODES: 'a:7000,[::1]:7001', REDIS_PASSWORD: 'hunter2' }));
+    expect(cluster).toEqual({ topology: 'cluster', nodes: ['a:7000', '[::1]:7001'], tls: false, pubsub: 'sharded' });
+    expect(JSON.stringify(describeRedis(load({ REDIS_SENTINELS: 's:1', REDIS_SENTINEL_NAME: 'm', REDIS_PASSWORD: 'hunter2' })))).not.toContain('hunter2');
   });
 });

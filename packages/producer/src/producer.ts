@@ -1,5 +1,4 @@
 import { Job, Queue, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
 import {
   assertNotificationJob,
   DEFAULT_KEY_PREFIX,
@@ -7,7 +6,19 @@ import {
   SwitchboardError,
   type NotificationJob,
 } from '@switchboard/protocol';
-import { assignedNotificationId, keys, NotificationLedger, notificationDigest } from '@switchboard/store';
+import type { RedisConfig } from '@switchboard/config';
+import {
+  assignedNotificationId,
+  createRedisClient,
+  isCluster,
+  isRedisUnavailable,
+  keys,
+  NotificationLedger,
+  notificationDigest,
+  queuePrefix,
+  waitForReplicas,
+  type RedisClient,
+} from '@switchboard/store';
 
 /** Job name the SDK uses. The dispatcher ignores job names: any name works. */
 export const NOTIFICATION_JOB_NAME = 'notification';
@@ -26,16 +37,26 @@ export const RECOMMENDED_JOB_OPTIONS: JobsOptions = {
 
 export interface ProducerOptions {
   /**
-   * A Redis URL, or an ioredis client to share. A URL gets a client that fails fast when Redis is
-   * unreachable (`enableOfflineQueue: false`). A shared client is not closed by `close()`.
+   * Where Redis is: a URL, a topology (`RedisConfig` of `@switchboard/config`, e.g. from
+   * `loadRedisConfig()`: Sentinel or Cluster), or an ioredis client to share (`Redis` or
+   * `Cluster`). A URL or topology gets a client of the producer's own that fails fast when Redis is
+   * unreachable (`enableOfflineQueue: false`). A shared client is not closed by `close()`. On Redis
+   * Cluster the queue's prefix is `{keyPrefix}`, as the dispatcher's.
    */
-  connection: string | Redis;
+  connection: string | RedisConfig | RedisClient;
   /** Prefix of every Redis key; the queue's BullMQ `prefix`. Must match the dispatcher's `KEY_PREFIX`. @default 'sb' */
   keyPrefix?: string;
   /** Job options merged over {@link RECOMMENDED_JOB_OPTIONS}. */
   jobOptions?: JobsOptions;
   /** How long a call waits for Redis to be connected before it rejects with `UNAVAILABLE`. @default 1000 */
   connectTimeoutMs?: number;
+  /**
+   * Replicas that must have an enqueued job before `notify` resolves (Redis `WAIT`), so that a
+   * failover cannot lose it. @default the topology's `waitReplicas` (`REDIS_WAIT_REPLICAS`), else 0
+   */
+  waitReplicas?: number;
+  /** How long to wait for them; past it `notify` rejects with `UNAVAILABLE` (retry with the same id). @default 1000 */
+  waitTimeoutMs?: number;
   /** Called with Redis and queue errors; calls report their own failures by rejecting. */
   onError?: (err: Error) => void;
 }
@@ -86,13 +107,6 @@ export interface Producer {
   close(): Promise<void>;
 }
 
-const REDIS_FAILURE_NAMES = new Set(['ReplyError', 'MaxRetriesPerRequestError', 'ConnectionClosedError', 'AbortError']);
-const REDIS_FAILURE_MESSAGE = /connection is closed|stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|timed out/i;
-
-function isRedisFailure(err: unknown): boolean {
-  return err instanceof Error && (REDIS_FAILURE_NAMES.has(err.name) || REDIS_FAILURE_MESSAGE.test(err.message));
-}
-
 /** BullMQ refuses integer custom job ids: they are reserved for the ids it assigns. */
 function assertJobId(id: string | undefined, path = ''): void {
   if (id !== undefined && `${parseInt(id, 10)}` === id) {
@@ -131,24 +145,28 @@ function jobOptionsOf(job: NotificationJob, delay: JobsOptions): JobsOptions {
 
 /** A typed producer of notification jobs for backend services (SPEC §6). */
 export function createProducer(options: ProducerOptions): Producer {
-  const ownClient = typeof options.connection === 'string';
   const connectTimeoutMs = options.connectTimeoutMs ?? 1000;
   const onError = options.onError ?? (() => {});
-  const client =
-    typeof options.connection === 'string'
-      ? new Redis(options.connection, {
-          connectionName: 'switchboard:producer',
-          enableOfflineQueue: false,
-          connectTimeout: connectTimeoutMs,
-          maxRetriesPerRequest: 1,
-        })
-      : options.connection;
+  const given = options.connection;
+  const ownClient = typeof given === 'string' || !('status' in given);
+  const client: RedisClient = ownClient
+    ? createRedisClient(
+        typeof given === 'string' ? { topology: { kind: 'standalone', url: given }, tls: false, pubsubMode: 'classic' } : given,
+        'producer',
+        { warn: (_obj, _msg) => {} },
+        { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: connectTimeoutMs },
+      )
+    : given;
   if (ownClient) client.on('error', onError);
+  const topology = typeof given === 'object' && !('status' in given) ? given : undefined;
+  const waitReplicas = options.waitReplicas ?? topology?.waitReplicas ?? 0;
+  const waitTimeoutMs = options.waitTimeoutMs ?? topology?.waitTimeoutMs ?? 1000;
+  const replicated = () => waitForReplicas(client, waitReplicas, waitTimeoutMs);
 
   const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
   const queue = new Queue(NOTIFICATIONS_QUEUE, {
     connection: client,
-    prefix: keyPrefix,
+    prefix: queuePrefix(keyPrefix, isCluster(client)),
     defaultJobOptions: { ...RECOMMENDED_JOB_OPTIONS, ...options.jobOptions },
   });
   const ledger = new NotificationLedger(client, keys(keyPrefix));
@@ -184,7 +202,7 @@ export function createProducer(options: ProducerOptions): Producer {
       return await add();
     } catch (err) {
       if (err instanceof SwitchboardError) throw err;
-      if (isRedisFailure(err) || client.status !== 'ready') throw unavailable(err);
+      if (isRedisUnavailable(err) || client.status !== 'ready') throw unavailable(err);
       throw err;
     }
   }
@@ -221,6 +239,7 @@ export function createProducer(options: ProducerOptions): Producer {
       const delay = delayOf(opts);
       await refuseConflicts([job]);
       const added = await enqueue(() => queue.add(NOTIFICATION_JOB_NAME, job, jobOptionsOf(job, delay)));
+      await enqueue(replicated);
       await refuseKeptConflicts([job], [added.id!]);
       return { id: notificationIdOf(job, added.id!), jobId: added.id! };
     },
@@ -242,6 +261,7 @@ export function createProducer(options: ProducerOptions): Producer {
         queue.addBulk(jobs.map((job) => ({ name: NOTIFICATION_JOB_NAME, data: job, opts: jobOptionsOf(job, delay) }))),
       );
       const jobIds = added.map((j) => j.id!);
+      await enqueue(replicated);
       await refuseKeptConflicts(jobs, jobIds);
       return { ids: jobs.map((job, i) => notificationIdOf(job, jobIds[i]!)), jobIds };
     },

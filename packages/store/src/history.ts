@@ -158,7 +158,7 @@ function pick(m: Pick<RoomMessage, 'type' | 'from' | 'data'>): Pick<RoomMessage,
   return m.type === undefined ? { from: m.from, data: m.data } : { type: m.type, from: m.from, data: m.data };
 }
 
-/** Something that can emit `room:message` to a room: a socket, the server, or the emitter. */
+/** Something that can emit `room:message` to a room: a socket, the server, or a broadcaster (which may answer a promise). */
 export interface RoomMessageTarget {
   emit(event: 'room:message', message: RoomMessage): unknown;
 }
@@ -173,6 +173,6 @@ export async function publishRoomMessage(
   message: NewMessage,
 ): Promise<RoomMessage> {
   const stored = await history.append(message);
-  target.emit('room:message', stored);
+  await target.emit('room:message', stored);
   return stored;
 }

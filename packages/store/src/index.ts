@@ -7,3 +7,4 @@ export * from './inbox.js';
 export * from './budget.js';
 export * from './notification-ledger.js';
 export * from './server-check.js';
+export * from './broadcast.js';

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import stringify from 'safe-stable-stringify';
 import type { NotificationJob } from '@switchboard/protocol';
 import type { Keys } from './keys.js';
+import { sendPublications, type Publication } from './broadcast.js';
 import type { RedisClient } from './redis.js';
 
 /**
@@ -46,9 +47,11 @@ return {'busy', until_ms - now}
 `;
 
 /**
- * KEYS: record. ARGV: digest, windowSec, channel ('' for none), message
+ * KEYS: record. ARGV: digest, windowSec, then channel, message pairs to PUBLISH
  * → 1 marked delivered (and published); 0 delivered already: nothing published again.
- * Marking and publishing are one step: a notification id is published at most once.
+ * Marking and publishing are one step: a notification id is published at most once. (SPUBLISH
+ * cannot be in here: its channel must be in the script's slot. A sharded publication is sent by
+ * the caller that got 1.)
  */
 const COMPLETE = `
 local call = redis.call
@@ -59,7 +62,7 @@ if v then
 else
   call('SET', KEYS[1], 'd' .. ARGV[1], 'EX', ARGV[2])
 end
-if ARGV[3] ~= '' then call('PUBLISH', ARGV[3], ARGV[4]) end
+for i = 3, #ARGV, 2 do call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return 1
 `;
 
@@ -74,15 +77,9 @@ export interface LedgerRecord {
   delivered: boolean;
 }
 
-/** A Redis PUBLISH: what the Socket.IO Redis emitter sends for one broadcast. */
-export interface Publication {
-  channel: string;
-  message: Buffer;
-}
-
 type Commands = {
   sbNotifClaim(numKeys: number, key: string, digest: string, owner: string, leaseMs: number, windowSec: number): Promise<[string, number?]>;
-  sbNotifComplete(numKeys: number, key: string, digest: string, windowSec: number, channel: string, message: Buffer | string): Promise<number>;
+  sbNotifComplete(numKeys: number, key: string, digest: string, windowSec: number, ...published: (Buffer | string)[]): Promise<number>;
 };
 
 /** The content of a notification job, apart from its id, as a short stable digest. */
@@ -143,11 +140,16 @@ export class NotificationLedger {
     throw new Error(`NotificationLedger: unexpected reply ${String(state)}`);
   }
 
-  /** Marks `id` delivered and publishes it, in one step; false when it was delivered already. */
-  async complete(id: string, digest: string, publish?: Publication): Promise<boolean> {
-    return (
-      (await this.redis.sbNotifComplete(1, this.keys.notification(id), digest, this.windowSec, publish?.channel ?? '', publish?.message ?? '')) === 1
-    );
+  /**
+   * Marks `id` delivered and publishes it: a classic publication in the same step, a sharded one
+   * right after, by the only caller that marked it. False when it was delivered already (nothing
+   * published).
+   */
+  async complete(id: string, digest: string, publications: readonly Publication[] = []): Promise<boolean> {
+    const inScript = publications.filter((p) => !p.sharded).flatMap((p) => [p.channel, p.message]);
+    const marked = (await this.redis.sbNotifComplete(1, this.keys.notification(id), digest, this.windowSec, ...inScript)) === 1;
+    if (marked) await sendPublications(this.redis, publications.filter((p) => p.sharded));
+    return marked;
   }
 
   /** What the ledger holds for `id`, if anything. */

@@ -1,4 +1,5 @@
-import { Redis, type Cluster, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { RedisConfig } from '@switchboard/config';
 
 export type { Cluster, Redis } from 'ioredis';
 
@@ -9,26 +10,153 @@ export interface RedisLogger {
   warn(obj: object, msg: string): void;
 }
 
+/** Per-role settings of a client, the same on every topology. */
+export interface ClientOptions {
+  /** How often a command is retried across reconnections (`null`: forever, as BullMQ workers need). @default 20 */
+  maxRetriesPerRequest?: number | null;
+  /** Queue commands while disconnected (`false`: fail at once, as producers should). @default true */
+  enableOfflineQueue?: boolean;
+  /** Fail a command that has no answer after this long. */
+  commandTimeout?: number;
+  /** Redis Cluster: one subscriber connection per shard, for SSUBSCRIBE (the sharded adapter's subscriber). */
+  shardedSubscriber?: boolean;
+  /** Connect only when first used. @default false */
+  lazyConnect?: boolean;
+  /** Give up a connection attempt after this long. @default 10000 */
+  connectTimeout?: number;
+}
+
+/** Whether a client talks to Redis Cluster. */
+export function isCluster(client: RedisClient): client is Cluster {
+  return (client as Cluster).isCluster === true;
+}
+
 /**
- * An ioredis client with an `error` listener (an unhandled one crashes the process).
- * `role` names it in logs. Workers need `maxRetriesPerRequest: null`; producers
- * `enableOfflineQueue: false`.
+ * The one factory of Redis clients: every command client, subscriber and BullMQ connection of
+ * every service and of the producer SDK is built here from the topology (SPEC §9), named
+ * `switchboard:<role>` in `CLIENT LIST`, with an `error` listener (an unhandled one crashes the
+ * process) that logs at most one line per 5 s.
+ *
+ * - standalone: `REDIS_URL` (it carries its own credentials and TLS);
+ * - Sentinel: the primary named `REDIS_SENTINEL_NAME`, found through `REDIS_SENTINELS` and
+ *   followed across failovers;
+ * - Cluster: `REDIS_CLUSTER_NODES` as seeds; reads and writes on primaries (a replica may lag),
+ *   the slot map refreshed on MOVED and after a failover.
  */
-export function createRedis(url: string, role: string, logger: RedisLogger, options: RedisOptions = {}): Redis {
-  const client = new Redis(url, { connectionName: `switchboard:${role}`, ...options });
-  let lastLogged = 0;
-  client.on('error', (err: Error) => {
-    const now = Date.now();
-    if (now - lastLogged > 5000) {
-      lastLogged = now;
-      logger.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, role }, 'redis error');
+export function createRedisClient(config: RedisConfig, role: string, logger: RedisLogger, options: ClientOptions = {}): RedisClient {
+  const connectionName = `switchboard:${role}`;
+  const common: RedisOptions = {
+    connectionName,
+    ...(options.maxRetriesPerRequest !== undefined ? { maxRetriesPerRequest: options.maxRetriesPerRequest } : {}),
+    ...(options.enableOfflineQueue !== undefined ? { enableOfflineQueue: options.enableOfflineQueue } : {}),
+    ...(options.commandTimeout !== undefined ? { commandTimeout: options.commandTimeout } : {}),
+    ...(options.lazyConnect ? { lazyConnect: true } : {}),
+    ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {}),
+  };
+  const auth: RedisOptions = {
+    ...(config.username ? { username: config.username } : {}),
+    ...(config.password ? { password: config.password } : {}),
+    ...(config.tls ? { tls: {} } : {}),
+  };
+  const t = config.topology;
+  let client: RedisClient;
+  switch (t.kind) {
+    case 'standalone':
+      client = new Redis(t.url, common);
+      break;
+    case 'sentinel':
+      client = new Redis({
+        ...common,
+        ...auth,
+        sentinels: t.sentinels,
+        name: t.name,
+        ...(config.sentinelPassword ? { sentinelPassword: config.sentinelPassword } : {}),
+        ...(config.tls ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+      });
+      break;
+    case 'cluster': {
+      const clusterOptions: ClusterOptions = {
+        redisOptions: { ...common, ...auth },
+        scaleReads: 'master',
+        ...(options.enableOfflineQueue !== undefined ? { enableOfflineQueue: options.enableOfflineQueue } : {}),
+        ...(options.lazyConnect ? { lazyConnect: true } : {}),
+        ...(options.shardedSubscriber ? { shardedSubscribers: true } : {}),
+      };
+      client = new Cluster(t.nodes, clusterOptions);
+      break;
     }
-  });
+  }
+  client.on('error', throttledWarning(logger, role));
   return client;
 }
 
+/**
+ * `warn`, called at most once per `ms`: Redis outages are noisy (every client and queue reports
+ * every reconnection attempt). The one throttle of every service's Redis warnings.
+ */
+export function throttled<A extends unknown[]>(warn: (...args: A) => void, ms: number): (...args: A) => void {
+  let last = -Infinity;
+  return (...args) => {
+    const now = Date.now();
+    if (now - last < ms) return;
+    last = now;
+    warn(...args);
+  };
+}
+
+/** An `error` listener that logs what failed (never a command's arguments), throttled. */
+function throttledWarning(logger: RedisLogger, role: string): (err: Error) => void {
+  return throttled((err: Error) => {
+    logger.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, role }, 'redis error');
+  }, 5000);
+}
+
+/**
+ * The BullMQ `prefix` of Switchboard's queues: `KEY_PREFIX`, in braces on Redis Cluster so that
+ * all of a queue's keys share one hash slot, as BullMQ needs (SPEC §6).
+ */
+export function queuePrefix(keyPrefix: string, cluster: boolean): string {
+  return cluster ? `{${keyPrefix}}` : keyPrefix;
+}
+
+const UNAVAILABLE_NAMES = new Set(['MaxRetriesPerRequestError', 'ConnectionClosedError', 'AbortError', 'ClusterAllFailedError', 'ReplicationTimeoutError']);
+const UNAVAILABLE_MESSAGE =
+  /connection is closed|stream isn't writeable|command timed out|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE|Failed to refresh slots cache|None of the sentinels|All sentinels are unreachable|^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|OOM|NOREPLICAS|BUSY)\b/i;
+
+/**
+ * Whether an error means "Redis cannot be reached or cannot serve right now" (retry later), as
+ * opposed to a bug or a refused command. The one test every service uses.
+ */
+export function isRedisUnavailable(err: unknown): boolean {
+  return err instanceof Error && (UNAVAILABLE_NAMES.has(err.name) || UNAVAILABLE_MESSAGE.test(err.message));
+}
+
+/** Fewer replicas than asked for had a write in time: it may be lost in a failover (retry it). */
+export class ReplicationTimeoutError extends Error {
+  override readonly name = 'ReplicationTimeoutError';
+  constructor(
+    readonly wanted: number,
+    readonly got: number,
+  ) {
+    super(`a write reached ${got} of ${wanted} replicas in time`);
+  }
+}
+
+/**
+ * Waits until `replicas` replicas have every write this client sent so far (Redis `WAIT`, on
+ * each primary of a Cluster: the connections that carried the writes). Rejects with
+ * `ReplicationTimeoutError` when they did not in `timeoutMs`. A no-op for 0 replicas.
+ */
+export async function waitForReplicas(client: RedisClient, replicas: number | undefined, timeoutMs = 1000): Promise<void> {
+  if (!replicas) return;
+  const nodes = isCluster(client) ? client.nodes('master') : [client];
+  const acks = await Promise.all(nodes.map((node) => node.wait(replicas, timeoutMs)));
+  const least = Math.min(...acks);
+  if (least < replicas) throw new ReplicationTimeoutError(replicas, least);
+}
+
 /** Resolves when the client is ready, or rejects after `timeoutMs`. */
-export async function waitReady(client: Redis, timeoutMs = 10_000): Promise<void> {
+export async function waitReady(client: RedisClient, timeoutMs = 10_000): Promise<void> {
   if (client.status === 'ready') return;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -47,8 +175,27 @@ export async function waitReady(client: Redis, timeoutMs = 10_000): Promise<void
   });
 }
 
+/** Whether Redis answers a PING within `timeoutMs`: the readiness probe of every service. */
+export async function pingWithin(client: RedisClient, timeoutMs = 1000): Promise<boolean> {
+  if (client.status !== 'ready') return false;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const pong = await Promise.race([
+      client.ping(),
+      new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), timeoutMs);
+      }),
+    ]);
+    return pong === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Closes a client: QUIT when connected, else disconnect. Never throws. */
-export async function closeRedis(client: Redis): Promise<void> {
+export async function closeRedis(client: RedisClient): Promise<void> {
   try {
     if (client.status === 'ready') await client.quit();
     else client.disconnect();

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { waitReady } from './redis.js';
+import { isCluster, waitReady, type RedisClient } from './redis.js';
 
 /** The oldest Redis served: room history detects gaps with `XINFO STREAM`'s `max-deleted-entry-id`, new in 7.0. */
 export const MIN_REDIS_VERSION = '7.0.0';
@@ -117,7 +117,21 @@ export interface CheckRedisServerOptions {
  * disabled (managed Redis). What cannot be read becomes an `UNCHECKED` warning, never an error.
  * @throws RedisServerError for a Redis older than {@link MIN_REDIS_VERSION}.
  */
-export async function checkRedisServer(client: Redis, options: CheckRedisServerOptions = {}): Promise<RedisServerCheck> {
+export async function checkRedisServer(client: RedisClient, options: CheckRedisServerOptions = {}): Promise<RedisServerCheck> {
+  if (!isCluster(client)) return checkNode(client, options);
+  // Redis Cluster: every primary is checked; the oldest version counts, each warning once
+  if ((await waitReady(client, options.timeoutMs ?? 10_000).then(() => true, () => false)) === false) {
+    return { warnings: assessRedisServer({ problems: ['connecting: the cluster is not ready'] }) };
+  }
+  const checks = await Promise.all(client.nodes('master').map((node) => checkNode(node, options)));
+  const versions = checks.flatMap((c) => (c.version ? [c.version] : []));
+  const oldest = versions.sort((a, b) => (older(parseRedisVersion(a) ?? [0, 0, 0], parseRedisVersion(b) ?? [0, 0, 0]) ? -1 : 1))[0];
+  const warnings = new Map<string, RedisServerWarning>();
+  for (const c of checks) for (const w of c.warnings) if (!warnings.has(w.code)) warnings.set(w.code, w);
+  return { ...(oldest ? { version: oldest } : {}), warnings: [...warnings.values()] };
+}
+
+async function checkNode(client: Redis, options: CheckRedisServerOptions): Promise<RedisServerCheck> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const facts: RedisServerFacts = { problems: [] };
   const ask = async <T>(what: string, command: () => Promise<T>): Promise<T | undefined> => {
@@ -174,7 +188,7 @@ export interface ServerCheckLogger {
  * {@link checkRedisServer} as a service's `main.ts` runs it: logs each warning, and logs a
  * too-old server as fatal. Resolves `false` when the service must not start (exit 1).
  */
-export async function verifyRedisServer(client: Redis, logger: ServerCheckLogger, options?: CheckRedisServerOptions): Promise<boolean> {
+export async function verifyRedisServer(client: RedisClient, logger: ServerCheckLogger, options?: CheckRedisServerOptions): Promise<boolean> {
   try {
     const { version, warnings } = await checkRedisServer(client, options);
     for (const w of warnings) logger.warn({ check: w.code, ...(version ? { redisVersion: version } : {}) }, w.message);

@@ -88,7 +88,7 @@ describe('NotificationLedger', () => {
     const { got, sub } = await listen(channel);
     try {
       await ledger.claim('n-4', d, 'job-a', 10_000);
-      const publish = { channel, message: Buffer.from('n-4') };
+      const publish = [{ channel, message: Buffer.from('n-4'), sharded: false }];
       const results = await Promise.all([ledger.complete('n-4', d, publish), ledger.complete('n-4', d, publish), ledger.complete('n-4', d, publish)]);
       expect(results.filter(Boolean)).toHaveLength(1);
       await redis.publish(channel, 'marker');

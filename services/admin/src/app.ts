@@ -1,13 +1,11 @@
-import type { Emitter } from '@socket.io/redis-emitter';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { TokenVerifier } from '@switchboard/auth';
 import type { AdminConfig } from '@switchboard/config';
 import type { Logger } from '@switchboard/observability';
 import type { Producer } from '@switchboard/producer';
-import type { ServerToClientEvents } from '@switchboard/protocol';
+import type { Broadcaster, RedisClient } from '@switchboard/store';
 import { bearerCredential, createApiKeyMatcher } from './api-keys.js';
 import { validatorCompiler } from './validation.js';
 import helmet from './plugins/external/helmet.js';
@@ -32,9 +30,9 @@ import usersRoutes from './routes/users/index.js';
 
 export interface AdminDeps {
   /** Commands: registry reads, room history, readiness. Closed by the caller after the app. */
-  redis: Redis;
-  /** Publishes to the gateways; its `key` must be `ioKey(KEY_PREFIX)`. */
-  emitter: Emitter<ServerToClientEvents>;
+  redis: RedisClient;
+  /** Publishes to the gateways; its key must be `ioKey(KEY_PREFIX)`, its mode the gateways' `PUBSUB_MODE`. */
+  emitter: Broadcaster;
   /** Enqueues notifications; its queue is inspected and retried. Closed by the caller. */
   producer: Producer;
   /** Verifies admin access tokens; without it only API keys are accepted. */

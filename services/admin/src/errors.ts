@@ -1,5 +1,6 @@
 import { NotificationConflictError } from '@switchboard/producer';
 import { SwitchboardError, type ErrorCode } from '@switchboard/protocol';
+import { isRedisUnavailable } from '@switchboard/store';
 
 /**
  * Codes of the admin API's error responses: the protocol's codes an HTTP API needs, plus
@@ -81,15 +82,6 @@ function fromProtocol(code: ErrorCode): AdminErrorCode {
   }
 }
 
-const REDIS_FAILURE_NAMES = new Set(['MaxRetriesPerRequestError', 'ConnectionClosedError', 'AbortError']);
-const REDIS_FAILURE_MESSAGE =
-  /connection is closed|stream isn't writeable|command timed out|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|^(LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/i;
-
-/** Redis cannot be reached (or cannot serve right now): the caller may retry later. */
-export function isRedisFailure(err: unknown): boolean {
-  return err instanceof Error && (REDIS_FAILURE_NAMES.has(err.name) || REDIS_FAILURE_MESSAGE.test(err.message));
-}
-
 interface FastifyLikeError {
   statusCode?: number;
   code?: string;
@@ -169,6 +161,6 @@ export function toHttpError(err: unknown, redisDown = false): HttpError {
             : 'INVALID_PAYLOAD';
     return { status, body: { code, message: err.message }, headers: {}, internal: false };
   }
-  if (isRedisFailure(err) || redisDown) return unavailable();
+  if (isRedisUnavailable(err) || redisDown) return unavailable();
   return internal();
 }

@@ -1,11 +1,10 @@
 import closeWithGrace from 'close-with-grace';
-import { Emitter } from '@socket.io/redis-emitter';
 import { createVerifier, type TokenVerifier } from '@switchboard/auth';
-import { ConfigError, jwtWarnings, loadAdminConfig, type AdminConfig } from '@switchboard/config';
-import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
+import { ConfigError, describeRedis, jwtWarnings, loadAdminConfig, type AdminConfig } from '@switchboard/config';
+import { createLogger, createRegistry } from '@switchboard/observability';
 import { createProducer } from '@switchboard/producer';
-import { ioKey, type ServerToClientEvents } from '@switchboard/protocol';
-import { closeRedis, createRedis, verifyRedisServer } from '@switchboard/store';
+import { ioKey } from '@switchboard/protocol';
+import { Broadcaster, closeRedis, createRedisClient, throttled, verifyRedisServer } from '@switchboard/store';
 import { buildAdmin } from './app.js';
 
 let config: AdminConfig;
@@ -23,20 +22,14 @@ const logger = createLogger({ service: 'admin', level: config.logLevel, pod: con
 for (const w of jwtWarnings(config.jwt)) logger.warn({ variables: w.variables }, w.message);
 const metrics = createRegistry('admin', config.podId);
 // Commands fail fast while Redis is away: a request answers 503 instead of hanging.
-const redis = createRedis(config.redisUrl, 'admin', logger, { maxRetriesPerRequest: 1, commandTimeout: 5000 });
+const redis = createRedisClient(config.redis, 'admin', logger, { maxRetriesPerRequest: 1, commandTimeout: 5000 });
 // A Redis unreachable at start only gets a warning: the admin answers 503 until it is back.
 if (!(await verifyRedisServer(redis, logger))) process.exit(1);
-const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(config.keyPrefix) });
-let lastProducerError = 0;
+const emitter = new Broadcaster(redis, ioKey(config.keyPrefix), config.redis.pubsubMode);
 const producer = createProducer({
-  connection: config.redisUrl,
+  connection: config.redis,
   keyPrefix: config.keyPrefix,
-  onError: (err) => {
-    const now = Date.now();
-    if (now - lastProducerError < 5000) return;
-    lastProducerError = now;
-    logger.warn({ err: { message: err.message } }, 'notification queue error');
-  },
+  onError: throttled((err: Error) => logger.warn({ err: { message: err.message } }, 'notification queue error'), 5000),
 });
 
 const app = await buildAdmin({ redis, emitter, producer, ...(verifier ? { verifier } : {}), logger, metrics }, config);
@@ -50,7 +43,7 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
 });
 
 logger.info(
-  { redis: safeRedisUrl(config.redisUrl), apiKeys: config.adminApiKeys.length, jwt: verifier !== undefined },
+  { redis: describeRedis(config.redis), apiKeys: config.adminApiKeys.length, jwt: verifier !== undefined },
   'starting',
 );
 try {

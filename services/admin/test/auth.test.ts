@@ -13,8 +13,8 @@ describe('admin auth', () => {
   let admin: TestAdmin;
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
-    admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
+    admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix });
   });
   afterAll(async () => {
     await admin?.close();
@@ -89,7 +89,7 @@ describe('admin auth', () => {
 
   it('refuses access tokens when no JWT key is configured', async () => {
     const keysOnly = await startAdmin({
-      redisUrl: cluster.redisUrl,
+      redis: cluster.redisEnv,
       keyPrefix: cluster.keyPrefix,
       env: { JWT_SECRET: '' },
     });
@@ -129,8 +129,8 @@ describe('admin auth logging', () => {
       },
     });
     const logger = createLogger({ service: 'admin', level: 'trace', destination });
-    const cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
-    const admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, logger });
+    const cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
+    const admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, logger });
     try {
       const adminToken = await mintToken({ sub: 'root', roles: ['admin'] });
       const userToken = await mintToken({ sub: 'alice', roles: ['user'] });
@@ -167,8 +167,8 @@ describe('admin auth logging', () => {
 
 describe('admin rate limiting', () => {
   it('answers 429 in the error format past the limit, per API key or client address; probes are never limited', async () => {
-    const cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
-    const admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, env: { ADMIN_RATE_LIMIT_PER_MIN: '3' } });
+    const cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
+    const admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, env: { ADMIN_RATE_LIMIT_PER_MIN: '3' } });
     try {
       for (let i = 0; i < 3; i++) expect((await admin.call('GET', '/v1/stats')).status).toBe(200);
       const limited = await admin.call<ErrorAnswer>('GET', '/v1/stats');

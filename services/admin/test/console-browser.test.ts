@@ -3,6 +3,7 @@ import type { Browser, Page } from 'playwright-core';
 import { io as ioClient } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NOTIFICATIONS_QUEUE, SERVER_SENDER, type Notification, type RoomMessage } from '@switchboard/protocol';
+import { closeRedis, createRedisClient, isCluster, queuePrefix, type RedisClient } from '@switchboard/store';
 import { collect, eventually, startHaproxy, waitFor, type HaproxyHandle } from '@switchboard/testkit';
 import {
   startAdminProcess,
@@ -30,22 +31,24 @@ describe('operator console in a browser', () => {
   let browser: Browser;
   let page: Page;
   let queue: Queue;
+  let connection: RedisClient | undefined;
   const clients: ClientSocket[] = [];
   const cspViolations: string[] = [];
 
   beforeAll(async () => {
     // The default heartbeat: at the harness's 1 s, a gateway stalled for 2 s on a busy machine is reaped.
     cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+      redis: inject('redis'),
       gateways: 2,
       processes: true,
       env: { TRUST_PROXY: 'true', HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) },
     });
     lb = await startHaproxy({ gateways: cluster.gateways.map((g) => `127.0.0.1:${g.port}`) });
-    const services = { redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix };
+    const services = { redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix };
     dispatcher = await startDispatcherProcess(services);
     admin = await startAdminProcess({ ...services, apiKeys: [API_KEY], env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) } });
-    queue = new Queue(NOTIFICATIONS_QUEUE, { connection: { url: cluster.redisUrl }, prefix: cluster.keyPrefix });
+    connection = createRedisClient(cluster.redisConfig, 'test-queue', { warn: () => {} });
+    queue = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix: queuePrefix(cluster.keyPrefix, isCluster(connection)) });
     queue.on('error', () => {});
     browser = await launchBrowser();
     page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
@@ -58,6 +61,7 @@ describe('operator console in a browser', () => {
     for (const c of clients) c.close();
     await browser?.close();
     await queue?.close();
+    if (connection) await closeRedis(connection);
     await Promise.allSettled([admin?.stop(), dispatcher?.stop(), lb?.stop()]);
     await cluster?.stop();
   });

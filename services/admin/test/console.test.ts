@@ -4,7 +4,7 @@ import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLogger } from '@switchboard/observability';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { keys } from '@switchboard/store';
+import { closeRedis, createRedisClient, isCluster, keys, queuePrefix, type RedisClient } from '@switchboard/store';
 import { freePort, mintToken, randomKeyPrefix, waitFor } from '@switchboard/testkit';
 import { startCluster, type Cluster } from '@switchboard/harness';
 import { schemas } from '../src/index.js';
@@ -49,6 +49,8 @@ function asPage(admin: TestAdmin, b: Browser, method: string, path: string, opti
   });
 }
 
+const quiet = { warn: () => {} };
+
 function logSink() {
   const lines: Record<string, unknown>[] = [];
   const raw: string[] = [];
@@ -70,9 +72,11 @@ describe('operator console: page and sign-in', () => {
   const logs = logSink();
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1 });
-    admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, logger: logs.logger });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 1 });
+    admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, logger: logs.logger });
   });
+  /** The Redis key of the session a cookie names: the SHA-256 of its id, never the id. */
+  const sessionKey = (id: string) => keys(cluster.keyPrefix).consoleSession(createHash('sha256').update(id).digest('hex'));
   afterAll(async () => {
     await admin?.close();
     await cluster?.stop();
@@ -119,16 +123,15 @@ describe('operator console: page and sign-in', () => {
     expect(maxAge).toBeLessThanOrEqual(8 * 3600);
     expect(b.setCookie).not.toContain(SECOND_KEY);
 
-    const stored = await cluster.redis.keys(`${cluster.keyPrefix}:console:session:*`);
-    expect(stored).toHaveLength(1);
     const id = b.cookie.split('=')[1]!;
-    expect(stored[0]).not.toContain(id);
-    const value = (await cluster.redis.get(stored[0]!))!;
+    const stored = sessionKey(id);
+    expect(stored).toMatch(new RegExp(`^${cluster.keyPrefix}:console:session:[0-9a-f]{64}$`));
+    expect(stored).not.toContain(id);
+    const value = (await cluster.redis.get(stored))!;
     expect(value).not.toContain(SECOND_KEY);
     expect(value).not.toContain(id);
-    const ttl = await cluster.redis.pttl(stored[0]!);
+    const ttl = await cluster.redis.pttl(stored);
     expect(ttl).toBeGreaterThan(8 * 3600_000 - 60_000);
-    expect(stored[0]!.startsWith(keys(cluster.keyPrefix).consoleSession(''))).toBe(true);
 
     const again = await admin.call<SessionView>('GET', '/console/session', { auth: null, headers: { cookie: b.cookie } });
     expect(again.status).toBe(200);
@@ -159,7 +162,7 @@ describe('operator console: page and sign-in', () => {
   /** Its own admin: sign-in attempts are limited per address and instance. */
   async function withAdmin(run: (a: TestAdmin, log: ReturnType<typeof logSink>) => Promise<void>) {
     const log = logSink();
-    const a = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, logger: log.logger });
+    const a = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, logger: log.logger });
     try {
       await run(a, log);
     } finally {
@@ -220,7 +223,7 @@ describe('operator console: page and sign-in', () => {
 
   it('drops a stored session that is unreadable, of another shape, or past its end, and answers 401', async () => {
     const id = 'C'.repeat(43);
-    const key = keys(cluster.keyPrefix).consoleSession(createHash('sha256').update(id).digest('hex'));
+    const key = sessionKey(id);
     const cookie = `sb_console=${id}`;
     const past = { v: 1, principal: { kind: 'token', sub: 'ops' }, csrf: 'x', expiresAt: Date.now() - 1000 };
     for (const stored of ['not json', JSON.stringify({ v: 2, principal: { kind: 'root' } }), JSON.stringify(past)]) {
@@ -247,7 +250,8 @@ describe('operator console: page and sign-in', () => {
 
   it('signs out: the session is gone from Redis, the cookie is cleared and no longer works', async () => {
     const b = await signIn(admin, API_KEY);
-    const before = await cluster.redis.keys(`${cluster.keyPrefix}:console:session:*`);
+    const stored = sessionKey(b.cookie.split('=')[1]!);
+    expect(await cluster.redis.exists(stored)).toBe(1);
     // signing out needs the CSRF token too
     const forged = await asPage(admin, b, 'DELETE', '/console/session', { headers: { 'x-csrf-token': 'guess' } });
     expect(forged.status).toBe(403);
@@ -256,8 +260,7 @@ describe('operator console: page and sign-in', () => {
     const out = await asPage(admin, b, 'DELETE', '/console/session');
     expect(out.status).toBe(204);
     expect(out.headers.get('set-cookie')).toMatch(/^sb_console=;.*(Max-Age=0|Expires=Thu, 01 Jan 1970)/i);
-    const after = await cluster.redis.keys(`${cluster.keyPrefix}:console:session:*`);
-    expect(after.length).toBe(before.length - 1);
+    expect(await cluster.redis.exists(stored)).toBe(0);
     expect((await admin.call('GET', '/console/session', { auth: null, headers: { cookie: b.cookie } })).status).toBe(401);
     expect((await admin.call('GET', '/v1/stats', { auth: null, headers: { cookie: b.cookie } })).status).toBe(401);
     expect(logs.lines.find((l) => l.msg === 'admin signed out of the console')).toMatchObject({ principal: 'api-key#0' });
@@ -283,8 +286,8 @@ describe('operator console: the /v1 API with the session cookie', () => {
   const logs = logSink();
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
-    admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, logger: logs.logger });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
+    admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, logger: logs.logger });
   });
   afterAll(async () => {
     await admin?.close();
@@ -344,12 +347,12 @@ describe('operator console: the /v1 API with the session cookie', () => {
   it('ends the sessions of an API key removed from ADMIN_API_KEYS', async () => {
     const b = await signIn(admin, SECOND_KEY);
     const reordered = await startAdmin({
-      redisUrl: cluster.redisUrl,
+      redis: cluster.redisEnv,
       keyPrefix: cluster.keyPrefix,
       env: { ADMIN_API_KEYS: `${SECOND_KEY},${API_KEY}` },
     });
     const rotated = await startAdmin({
-      redisUrl: cluster.redisUrl,
+      redis: cluster.redisEnv,
       keyPrefix: cluster.keyPrefix,
       env: { ADMIN_API_KEYS: `${API_KEY},admin-new-key-0123456789abcdef` },
     });
@@ -366,7 +369,7 @@ describe('operator console: the /v1 API with the session cookie', () => {
   });
 
   it('rate-limits sign-in attempts per client address', async () => {
-    const limited = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix });
+    const limited = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix });
     try {
       const statuses: number[] = [];
       for (let i = 0; i < 11; i++) {
@@ -393,7 +396,7 @@ describe('operator console: the /v1 API with the session cookie', () => {
   });
 
   it('counts cookie calls against the budget of the API key the session was made with', async () => {
-    const limited = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, env: { ADMIN_RATE_LIMIT_PER_MIN: '3' } });
+    const limited = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, env: { ADMIN_RATE_LIMIT_PER_MIN: '3' } });
     try {
       const b = await signIn(limited, SECOND_KEY);
       expect((await limited.call('GET', '/v1/stats', { auth: SECOND_KEY })).status).toBe(200);
@@ -415,16 +418,19 @@ describe('operator console: Bull Board under the console', () => {
   let cluster: Cluster;
   let admin: TestAdmin;
   let queue: Queue;
+  let connection: RedisClient | undefined;
   const logs = logSink();
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1 });
-    admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, logger: logs.logger });
-    queue = new Queue(NOTIFICATIONS_QUEUE, { connection: { url: cluster.redisUrl }, prefix: cluster.keyPrefix });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 1 });
+    admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, logger: logs.logger });
+    connection = createRedisClient(cluster.redisConfig, 'test-queue', quiet);
+    queue = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix: queuePrefix(cluster.keyPrefix, isCluster(connection)) });
     queue.on('error', () => {});
   });
   afterAll(async () => {
     await queue?.close();
+    if (connection) await closeRedis(connection);
     await admin?.close();
     await cluster?.stop();
   });
@@ -455,18 +461,20 @@ describe('operator console: Bull Board under the console', () => {
 
     const job = await queue.add('bad', { to: { nobody: true }, type: 'orders.shipped', data: { secret: 'keep-me-private' } }, { attempts: 1 });
     // no dispatcher here: fail the job by hand, as a worker would
+    const workerConnection = createRedisClient(cluster.redisConfig, 'test-worker', quiet, { maxRetriesPerRequest: null });
     const worker = new Worker(
       NOTIFICATIONS_QUEUE,
       async () => {
         throw new Error('delivery failed: test');
       },
-      { connection: { url: cluster.redisUrl }, prefix: cluster.keyPrefix },
+      { connection: workerConnection, prefix: queuePrefix(cluster.keyPrefix, isCluster(workerConnection)) },
     );
     worker.on('error', () => {});
     try {
       await expect.poll(async () => (await job.getState()), { timeout: 10_000 }).toBe('failed');
     } finally {
       await worker.close();
+      await closeRedis(workerConnection);
     }
 
     const list = await fetch(`${admin.url}/console/queues/api/queues?activeQueue=notifications&status=failed&page=1&jobsPerPage=10`, {
@@ -523,7 +531,7 @@ describe('operator console: Bull Board under the console', () => {
 describe('operator console without Redis', () => {
   it('answers 503 to sign-ins and cookie calls, and the page still loads', async () => {
     const port = await freePort();
-    const admin = await startAdmin({ redisUrl: `redis://127.0.0.1:${port}`, keyPrefix: randomKeyPrefix() });
+    const admin = await startAdmin({ redis: `redis://127.0.0.1:${port}`, keyPrefix: randomKeyPrefix() });
     try {
       const page = await admin.call('GET', '/console', { auth: null });
       expect(page.status).toBe(200);

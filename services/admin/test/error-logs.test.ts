@@ -19,7 +19,7 @@ describe('a failing Redis command in a request', () => {
 
   beforeAll(async () => {
     admin = await startAdmin({
-      redisUrl: inject('redisUrl'),
+      redis: inject('redis'),
       keyPrefix: prefix,
       logger: createLogger({ service: 'admin', level: 'error', destination }),
     });

@@ -1,18 +1,18 @@
 import type { AddressInfo } from 'node:net';
-import { Emitter } from '@socket.io/redis-emitter';
 import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { createVerifier } from '@switchboard/auth';
 import { loadAdminConfig, loadDispatcherConfig, type AdminConfig } from '@switchboard/config';
 import { createDispatcher, type Dispatcher } from '@switchboard/dispatcher';
 import { createLogger, type Logger } from '@switchboard/observability';
 import { createProducer, type Producer } from '@switchboard/producer';
-import { ioKey, type ServerToClientEvents } from '@switchboard/protocol';
-import { closeRedis } from '@switchboard/store';
-import { TEST_JWT_SECRET } from '@switchboard/testkit';
+import { ioKey } from '@switchboard/protocol';
+import { Broadcaster, closeRedis, createRedisClient, type RedisClient } from '@switchboard/store';
+import { redisEnvOf, TEST_JWT_SECRET } from '@switchboard/testkit';
+
+const quiet = { warn: () => {} };
 import { buildAdmin, type AdminDeps } from '../src/index.js';
 
 export const API_KEY = 'admin-test-key-0123456789abcdef';
@@ -39,7 +39,7 @@ export interface TestAdmin {
   /** `http://127.0.0.1:<port>` */
   url: string;
   config: AdminConfig;
-  redis: Redis;
+  redis: RedisClient;
   producer: Producer;
   metrics: Registry;
   /** A real HTTP request to the admin. */
@@ -48,7 +48,8 @@ export interface TestAdmin {
 }
 
 export interface StartAdminOptions {
-  redisUrl: string;
+  /** A `REDIS_URL`, or the Redis environment of the cluster under test. */
+  redis: string | Record<string, string>;
   keyPrefix: string;
   /** Admin environment on top of the test defaults. */
   env?: Record<string, string>;
@@ -60,7 +61,7 @@ export interface StartAdminOptions {
 /** The admin as `main.ts` wires it, on the given Redis and key prefix, listening on a free port. */
 export async function startAdmin(options: StartAdminOptions): Promise<TestAdmin> {
   const config = loadAdminConfig({
-    REDIS_URL: options.redisUrl,
+    ...redisEnvOf(options.redis),
     KEY_PREFIX: options.keyPrefix,
     JWT_SECRET: TEST_JWT_SECRET,
     ADMIN_API_KEYS: `${API_KEY},${SECOND_KEY}`,
@@ -70,14 +71,13 @@ export async function startAdmin(options: StartAdminOptions): Promise<TestAdmin>
     ...options.env,
   });
   const logger = options.logger ?? createLogger({ service: 'admin', level: process.env.SB_TEST_LOG_LEVEL ?? 'silent' });
-  const redis = options.deps?.redis ?? new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectionName: 'test:admin' });
-  redis.on('error', () => {});
+  const redis = options.deps?.redis ?? createRedisClient(config.redis, 'test-admin', quiet, { maxRetriesPerRequest: 1 });
   const producer =
-    options.deps?.producer ?? createProducer({ connection: config.redisUrl, keyPrefix: config.keyPrefix, onError: () => {} });
+    options.deps?.producer ?? createProducer({ connection: config.redis, keyPrefix: config.keyPrefix, onError: () => {} });
   const metrics = options.deps?.metrics ?? new Registry();
   const deps: AdminDeps = {
     redis,
-    emitter: options.deps?.emitter ?? new Emitter<ServerToClientEvents>(redis, { key: ioKey(config.keyPrefix) }),
+    emitter: options.deps?.emitter ?? new Broadcaster(redis, ioKey(config.keyPrefix), config.redis.pubsubMode),
     producer,
     logger,
     metrics,
@@ -146,18 +146,16 @@ export interface TestDispatcher {
 }
 
 /** `createDispatcher` in this process, with its own Redis clients, the way its `main.ts` wires it. */
-export async function startDispatcher(redisUrl: string, keyPrefix: string): Promise<TestDispatcher> {
+export async function startDispatcher(redisEnv: string | Record<string, string>, keyPrefix: string): Promise<TestDispatcher> {
   const config = loadDispatcherConfig({
-    REDIS_URL: redisUrl,
+    ...redisEnvOf(redisEnv),
     KEY_PREFIX: keyPrefix,
     OPS_PORT: '0',
     HOST: '127.0.0.1',
     STALLED_INTERVAL_MS: '1000',
   });
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  connection.on('error', () => {});
-  redis.on('error', () => {});
+  const connection = createRedisClient(config.redis, 'test-dispatcher-worker', quiet, { maxRetriesPerRequest: null });
+  const redis = createRedisClient(config.redis, 'test-dispatcher', quiet, { maxRetriesPerRequest: null });
   const dispatcher = createDispatcher(
     { connection, redis, logger: createLogger({ service: 'dispatcher', level: 'silent' }), registry: new Registry() },
     config,

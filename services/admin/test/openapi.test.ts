@@ -37,8 +37,8 @@ describe('OpenAPI document, docs, metrics', () => {
   let admin: TestAdmin;
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
-    admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
+    admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix });
   });
   afterAll(async () => {
     await admin?.close();

@@ -18,9 +18,9 @@ describe('server-side publish and notifications', () => {
   let dispatcher: TestDispatcher;
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
-    admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, env: { ADMIN_MAX_PAYLOAD_BYTES: '1024' } });
-    dispatcher = await startDispatcher(cluster.redisUrl, cluster.keyPrefix);
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
+    admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, env: { ADMIN_MAX_PAYLOAD_BYTES: '1024' } });
+    dispatcher = await startDispatcher(cluster.redisEnv, cluster.keyPrefix);
   });
   afterAll(async () => {
     await admin?.close();
@@ -173,7 +173,7 @@ describe('server-side publish and notifications', () => {
 describe('admin with Redis down', () => {
   it('answers 503 UNAVAILABLE for notifications and reads, and /readyz says not ready', async () => {
     const deadUrl = `redis://127.0.0.1:${await freePort()}`;
-    const admin = await startAdmin({ redisUrl: deadUrl, keyPrefix: randomKeyPrefix() });
+    const admin = await startAdmin({ redis: deadUrl, keyPrefix: randomKeyPrefix() });
     try {
       const ready = await admin.call('GET', '/readyz', { auth: null });
       expect(ready).toMatchObject({ status: 503, body: { status: 'not ready' } });

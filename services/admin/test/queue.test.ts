@@ -1,8 +1,7 @@
 import { Job, Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { closeRedis } from '@switchboard/store';
+import { closeRedis, createRedisClient, isCluster, queuePrefix, type RedisClient } from '@switchboard/store';
 import { eventually } from '@switchboard/testkit';
 import { startCluster, type Cluster } from '@switchboard/harness';
 import { schemas } from '../src/index.js';
@@ -18,17 +17,16 @@ describe('notification queue inspection and retry', () => {
   let cluster: Cluster;
   let admin: TestAdmin;
   let dispatcher: TestDispatcher;
-  let connection: Redis;
+  let connection: RedisClient;
   let queue: Queue;
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
-    admin = await startAdmin({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix });
-    dispatcher = await startDispatcher(cluster.redisUrl, cluster.keyPrefix);
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
+    admin = await startAdmin({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix });
+    dispatcher = await startDispatcher(cluster.redisEnv, cluster.keyPrefix);
     // a backend service enqueueing with plain BullMQ, as SPEC §6 allows
-    connection = new Redis(cluster.redisUrl);
-    connection.on('error', () => {});
-    queue = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix: cluster.keyPrefix });
+    connection = createRedisClient(cluster.redisConfig, 'test-queue', { warn: () => {} });
+    queue = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix: queuePrefix(cluster.keyPrefix, isCluster(connection)) });
   });
   afterAll(async () => {
     await queue?.close();

@@ -18,7 +18,7 @@ describe('input validation and error format', () => {
   const lines: string[] = [];
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
     const destination = new Writable({
       write(chunk: Buffer, _encoding, done) {
         lines.push(...chunk.toString().split('\n').filter(Boolean));
@@ -26,7 +26,7 @@ describe('input validation and error format', () => {
       },
     });
     admin = await startAdmin({
-      redisUrl: cluster.redisUrl,
+      redis: cluster.redisEnv,
       keyPrefix: cluster.keyPrefix,
       logger: createLogger({ service: 'admin', level: 'warn', destination }),
     });

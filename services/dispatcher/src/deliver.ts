@@ -3,11 +3,11 @@ import { assertNotificationJob, userRoom, type Notification, type NotificationJo
 import {
   assignedNotificationId,
   notificationDigest,
+  type BroadcastEncoder,
   type InboxStore,
   type NotificationLedger,
   type Publication,
 } from '@switchboard/store';
-import type { PublicationEncoder } from './publication.js';
 
 /** Job data that fails validation: failed at once, never retried, the reason kept in `failedReason`. */
 export class InvalidJobError extends UnrecoverableError {
@@ -53,9 +53,12 @@ export function toNotification(id: string, job: NotificationJob, ts: number): No
 export interface DeliverDeps {
   inbox: InboxStore;
   ledger: NotificationLedger;
-  encoder: PublicationEncoder;
+  /** Encodes for the gateways' adapter, in its pub/sub mode. */
+  encoder: BroadcastEncoder;
   /** How long a job holds the delivery of its id before another job may take over. */
   leaseMs: number;
+  /** Resolves once the inbox writes are on enough replicas (`REDIS_WAIT_REPLICAS`), so a failover cannot lose them. */
+  replicated: () => Promise<void>;
 }
 
 /**
@@ -98,19 +101,17 @@ export async function deliver(deps: DeliverDeps, job: Job<unknown>, token?: stri
 
   const to = data.to;
   let userIds: string[] = [];
-  let publish: Publication;
+  let publications: Publication[];
   if ('userId' in to || 'userIds' in to) {
     const users = 'userId' in to ? [to.userId] : [...new Set(to.userIds)];
-    const rooms = users.map(userRoom);
-    publish = deps.encoder.encode((e) => e.to(rooms.length === 1 ? rooms[0]! : rooms).emit('notification', notification));
+    publications = deps.encoder.emit({ rooms: users.map(userRoom) }, 'notification', notification);
     if (data.persist ?? true) userIds = users;
   } else {
-    publish = deps.encoder.encode((e) =>
-      'room' in to ? e.to(to.room).emit('notification', notification) : e.emit('notification', notification),
-    );
+    publications = deps.encoder.emit('room' in to ? { rooms: [to.room] } : {}, 'notification', notification);
   }
   // stored first: a client that lists its inbox when the notification arrives finds it there
   await deps.inbox.add(userIds, notification);
-  const sent = await deps.ledger.complete(id, digest, publish);
+  if (userIds.length) await deps.replicated();
+  const sent = await deps.ledger.complete(id, digest, publications);
   return { notification, target, stored: userIds.length, duplicate: !sent };
 }

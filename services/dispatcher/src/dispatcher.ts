@@ -1,21 +1,19 @@
 import { Queue, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { DispatcherConfig } from '@switchboard/config';
 import { startOpsServer, type Logger, type OpsServer } from '@switchboard/observability';
 import { ioKey, NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { InboxStore, keys, NotificationLedger } from '@switchboard/store';
+import { BroadcastEncoder, InboxStore, keys, NotificationLedger, pingWithin, queuePrefix, throttled, waitForReplicas, type RedisClient } from '@switchboard/store';
 import { deliver, IdConflictError, InvalidJobError, type DeliverDeps } from './deliver.js';
-import { PublicationEncoder } from './publication.js';
 import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
 import { watchOrphans } from './orphans.js';
 import { watchRedis, type Watchdog } from './watchdog.js';
 
 export interface DispatcherDeps {
   /** BullMQ's connection: `maxRetriesPerRequest: null`. */
-  connection: Redis;
+  connection: RedisClient;
   /** Deliveries (inbox writes and publishes to the gateways) and readiness. */
-  redis: Redis;
+  redis: RedisClient;
   logger: Logger;
   registry: Registry;
 }
@@ -61,16 +59,18 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
   const inbox = new InboxStore(deps.redis, keys(config.keyPrefix), config.inbox);
   // On the worker's connection, which holds BullMQ's scripts already: the delivery client stays
   // free of them (ioredis copies every script of a client into each of its pipelines).
-  const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: deps.connection, prefix: config.keyPrefix });
+  const prefix = queuePrefix(config.keyPrefix, config.redis.topology.kind === 'cluster');
+  const queue = new Queue(NOTIFICATIONS_QUEUE, { connection: deps.connection, prefix });
   const metrics = createDispatcherMetrics(deps.registry, queue);
   const deliverDeps: DeliverDeps = {
     inbox,
     ledger: new NotificationLedger(deps.redis, keys(config.keyPrefix), config.idempotencyWindowSec),
-    // Encodes as the gateways' adapter decodes: same key prefix.
-    encoder: new PublicationEncoder(ioKey(config.keyPrefix)),
+    // Encodes as the gateways' adapter decodes: same key, same pub/sub mode.
+    encoder: new BroadcastEncoder(ioKey(config.keyPrefix), config.redis.pubsubMode),
     leaseMs: config.stalledIntervalMs,
+    replicated: () => waitForReplicas(deps.redis, config.redis.waitReplicas, config.redis.waitTimeoutMs),
   };
-  const warn = throttled(logger, 5000);
+  const warn = throttled((obj: object, msg: string) => logger.warn(obj, msg), 5000);
 
   const worker = new Worker(
     NOTIFICATIONS_QUEUE,
@@ -97,7 +97,7 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
     },
     {
       connection: deps.connection,
-      prefix: config.keyPrefix,
+      prefix,
       concurrency: config.concurrency,
       stalledInterval: config.stalledIntervalMs,
       lockDuration: config.stalledIntervalMs,
@@ -137,19 +137,8 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
 
   async function ready(): Promise<boolean> {
     if (closing || !running) return false;
-    if (deps.connection.status !== 'ready' || deps.redis.status !== 'ready') return false;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const pong = await Promise.race([
-        deps.redis.ping(),
-        new Promise<string>((resolve) => {
-          timer = setTimeout(() => resolve('timeout'), READY_TIMEOUT_MS);
-        }),
-      ]);
-      return pong === 'PONG';
-    } finally {
-      clearTimeout(timer);
-    }
+    if (deps.connection.status !== 'ready') return false;
+    return pingWithin(deps.redis, READY_TIMEOUT_MS);
   }
 
   async function shutdown(): Promise<void> {
@@ -235,15 +224,4 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** A warn logger that repeats itself at most once per `ms`: Redis outages are noisy. */
-function throttled(logger: Logger, ms: number) {
-  let last = 0;
-  return (obj: object, msg: string) => {
-    const now = Date.now();
-    if (now - last < ms) return;
-    last = now;
-    logger.warn(obj, msg);
-  };
 }

@@ -1,7 +1,7 @@
 import closeWithGrace from 'close-with-grace';
-import { ConfigError, loadDispatcherConfig, type DispatcherConfig } from '@switchboard/config';
-import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
-import { closeRedis, createRedis, verifyRedisServer } from '@switchboard/store';
+import { ConfigError, describeRedis, loadDispatcherConfig, type DispatcherConfig } from '@switchboard/config';
+import { createLogger, createRegistry } from '@switchboard/observability';
+import { closeRedis, createRedisClient, verifyRedisServer } from '@switchboard/store';
 import { createDispatcher } from './dispatcher.js';
 
 let config: DispatcherConfig;
@@ -16,8 +16,8 @@ try {
 const logger = createLogger({ service: 'dispatcher', level: config.logLevel, pod: config.podId });
 const registry = createRegistry('dispatcher', config.podId);
 // Both wait out a Redis outage instead of failing commands; the watchdog bounds how long.
-const connection = createRedis(config.redisUrl, 'dispatcher-worker', logger, { maxRetriesPerRequest: null });
-const redis = createRedis(config.redisUrl, 'dispatcher', logger, { maxRetriesPerRequest: null });
+const connection = createRedisClient(config.redis, 'dispatcher-worker', logger, { maxRetriesPerRequest: null });
+const redis = createRedisClient(config.redis, 'dispatcher', logger, { maxRetriesPerRequest: null });
 // Bounded: a Redis still away after the check's timeout is the watchdog's to handle.
 if (!(await verifyRedisServer(redis, logger))) process.exit(1);
 
@@ -32,7 +32,7 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
   await Promise.all([closeRedis(connection), closeRedis(redis)]);
 });
 
-logger.info({ redis: safeRedisUrl(config.redisUrl) }, 'starting');
+logger.info({ redis: describeRedis(config.redis) }, 'starting');
 try {
   await dispatcher.start();
 } catch (err) {

@@ -1,5 +1,5 @@
 import type { Job, Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@switchboard/store';
 import type { Logger } from '@switchboard/observability';
 
 /** Active jobs looked at per recovery pass. */
@@ -23,7 +23,7 @@ export interface OrphanRecovery {
  * have no lock at all; they are delivered again at once, and the notification ledger keeps that
  * from storing or sending anything twice.
  */
-export function watchOrphans(deps: { worker: Worker; queue: Queue; connection: Redis; logger: Logger }): OrphanRecovery {
+export function watchOrphans(deps: { worker: Worker; queue: Queue; connection: RedisClient; logger: Logger }): OrphanRecovery {
   const { worker, queue, connection, logger } = deps;
   const processing = new Set<string>();
   let running: Promise<number> | undefined;

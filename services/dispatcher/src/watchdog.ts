@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@switchboard/store';
 
 export interface Watchdog {
   stop(): void;
@@ -9,7 +9,7 @@ export interface Watchdog {
  * cannot reach Redis does no work; exiting lets the orchestrator restart it and alert on it.
  * Shorter outages are ridden out: ioredis and BullMQ reconnect by themselves.
  */
-export function watchRedis(clients: readonly Redis[], limitMs: number, onDown: (downMs: number) => void): Watchdog {
+export function watchRedis(clients: readonly RedisClient[], limitMs: number, onDown: (downMs: number) => void): Watchdog {
   const intervalMs = Math.max(25, Math.min(1000, Math.floor(limitMs / 5)));
   let downSince: number | undefined;
   const timer = setInterval(() => {

@@ -15,7 +15,7 @@ describe('notifications end to end: gateway processes, a dispatcher process, rea
 
   beforeAll(async () => {
     const redisUrl = inject('redisUrl');
-    cluster = await startCluster({ redisUrl, gateways: 2, processes: true });
+    cluster = await startCluster({ redis: redisUrl, gateways: 2, processes: true });
     dispatcher = spawnDispatcher({ REDIS_URL: redisUrl, KEY_PREFIX: cluster.keyPrefix });
     producer = createProducer({ connection: redisUrl, keyPrefix: cluster.keyPrefix });
     plain = new Queue(NOTIFICATIONS_QUEUE, { connection: { url: redisUrl }, prefix: cluster.keyPrefix });

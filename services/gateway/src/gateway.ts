@@ -1,15 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdapter } from '@socket.io/redis-adapter';
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import { Server } from 'socket.io';
-import type { Redis } from 'ioredis';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { TokenVerifier } from '@switchboard/auth';
 import type { GatewayConfig } from '@switchboard/config';
 import { answerHealth, startOpsServer, type Logger, type OpsServer } from '@switchboard/observability';
 import { CLIENT_EVENTS, ioKey, userRoom, type ClientEventName } from '@switchboard/protocol';
-import { keys, PublishBudget, ReadModel, Registry, RoomHistory, type HeldSocket } from '@switchboard/store';
+import { keys, pingWithin, PublishBudget, ReadModel, Registry, RoomHistory, type HeldSocket, type RedisClient } from '@switchboard/store';
 import type { GatewayContext, GatewayServer, HandlerScope, InboxReader, SocketState } from './context.js';
 import { createHandshake, originAllowed, type Admission, type GatewaySocket } from './handshake.js';
 import { unknownEvent, wrap, type Handler, type HandlerMap } from './handler.js';
@@ -26,10 +25,14 @@ import { SessionClock } from './session-timer.js';
 
 export interface GatewayDeps {
   /** Commands: registry, history, inbox. */
-  redis: Redis;
-  /** The adapter's publisher and subscriber (a subscriber cannot run commands). */
-  pubClient: Redis;
-  subClient: Redis;
+  redis: RedisClient;
+  /**
+   * The adapter's publisher and subscriber (a subscriber cannot run commands). With
+   * `PUBSUB_MODE=sharded` on Redis Cluster, the subscriber needs one connection per shard
+   * (`shardedSubscriber` of `createRedisClient`).
+   */
+  pubClient: RedisClient;
+  subClient: RedisClient;
   verifier: TokenVerifier;
   inbox: InboxReader;
   logger: Logger;
@@ -71,14 +74,7 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
   let draining = false;
   let ops: OpsServer | undefined;
 
-  const ready = async (): Promise<boolean> => {
-    if (draining || redis.status !== 'ready') return false;
-    try {
-      return (await redis.ping()) === 'PONG';
-    } catch {
-      return false;
-    }
-  };
+  const ready = async (): Promise<boolean> => !draining && (await pingWithin(redis, 1000));
 
   const httpServer: HttpServer = createServer((req: IncomingMessage, res: ServerResponse) => {
     void answerHealth(req, res, { ready }).then((answered) => {
@@ -100,11 +96,16 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     // Engine-level gate for every new session, polling or websocket: no new sessions while draining.
     // The origin is refused at the Socket.IO level below, so the client gets a typed connect_error.
     allowRequest: (_req, callback) => callback(draining ? 'Server is shutting down' : null, !draining),
-    adapter: createAdapter(deps.pubClient, deps.subClient, {
-      key: ioKey(config.keyPrefix),
-      publishOnSpecificResponseChannel: true,
-      requestsTimeout: 5000,
-    }),
+    adapter:
+      config.redis.pubsubMode === 'sharded'
+        ? // SSUBSCRIBE per room this pod holds (dynamic), SPUBLISH to the room's channel: each pod
+          // receives only what concerns its sockets
+          createShardedAdapter(deps.pubClient, deps.subClient, { channelPrefix: ioKey(config.keyPrefix), subscriptionMode: 'dynamic' })
+        : createAdapter(deps.pubClient, deps.subClient, {
+            key: ioKey(config.keyPrefix),
+            publishOnSpecificResponseChannel: true,
+            requestsTimeout: 5000,
+          }),
   });
 
   /** Every socket this pod admitted, until it is gone. */

@@ -7,6 +7,7 @@ import {
   type ClientToServerEvents,
   type ErrorBody,
 } from '@switchboard/protocol';
+import { isRedisUnavailable } from '@switchboard/store';
 import type { GatewayContext, HandlerScope } from './context.js';
 
 export type PayloadOf<E extends ClientEventName> = Parameters<ClientToServerEvents[E]>[0];
@@ -20,15 +21,6 @@ const validators: ClientValidators = clientEventValidators();
 
 /** Events that may be sent without a payload: `emit('session:ping', ack)`. */
 const OPTIONAL_PAYLOAD: ReadonlySet<string> = new Set(['session:ping', 'notification:list']);
-
-/** ioredis failures that mean "Redis is not reachable now", as opposed to a bug. */
-function isUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  return (
-    err.name === 'MaxRetriesPerRequestError' ||
-    /Connection is closed|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|LOADING|CLUSTERDOWN|READONLY/.test(err.message)
-  );
-}
 
 /**
  * Wraps a handler: rate limit, payload validation, the ack envelope (or `session:error`
@@ -48,7 +40,7 @@ export function wrap<E extends ClientEventName>(ctx: GatewayContext, scope: Hand
 
   const fail = (err: unknown): Ack<never> => {
     if (err instanceof SwitchboardError) return { ok: false, error: err.toBody() };
-    if (isUnavailable(err)) {
+    if (isRedisUnavailable(err)) {
       logger.warn({ err, event }, 'event failed: redis unavailable');
       return { ok: false, error: { code: 'UNAVAILABLE', message: 'Temporarily unavailable, retry later' } };
     }

@@ -1,8 +1,8 @@
 import closeWithGrace from 'close-with-grace';
 import { createVerifier } from '@switchboard/auth';
-import { ConfigError, jwtWarnings, loadGatewayConfig } from '@switchboard/config';
-import { createLogger, createRegistry, safeRedisUrl } from '@switchboard/observability';
-import { closeRedis, createRedis, InboxStore, keys, verifyRedisServer, waitReady } from '@switchboard/store';
+import { ConfigError, describeRedis, jwtWarnings, loadGatewayConfig } from '@switchboard/config';
+import { createLogger, createRegistry } from '@switchboard/observability';
+import { closeRedis, createRedisClient, InboxStore, keys, verifyRedisServer, waitReady } from '@switchboard/store';
 import { createGateway } from './gateway.js';
 
 let config;
@@ -20,14 +20,15 @@ const logger = createLogger({ service: 'gateway', level: config.logLevel, pod: c
 for (const w of jwtWarnings(config.jwt)) logger.warn({ variables: w.variables }, w.message);
 const metrics = createRegistry('gateway', config.podId);
 // Commands fail fast while Redis is away: an ack says UNAVAILABLE instead of hanging.
-const redis = createRedis(config.redisUrl, 'gateway', logger, { maxRetriesPerRequest: 1 });
-const pubClient = createRedis(config.redisUrl, 'gateway-pub', logger, { maxRetriesPerRequest: 1 });
-const subClient = createRedis(config.redisUrl, 'gateway-sub', logger);
+const redis = createRedisClient(config.redis, 'gateway', logger, { maxRetriesPerRequest: 1 });
+const pubClient = createRedisClient(config.redis, 'gateway-pub', logger, { maxRetriesPerRequest: 1 });
+// sharded pub/sub on Cluster subscribes through one connection per shard
+const subClient = createRedisClient(config.redis, 'gateway-sub', logger, { shardedSubscriber: config.redis.pubsubMode === 'sharded' });
 
 try {
   await Promise.all([redis, pubClient, subClient].map((c) => waitReady(c, 30_000)));
 } catch (err) {
-  logger.fatal({ err, redis: safeRedisUrl(config.redisUrl) }, 'redis unreachable at start');
+  logger.fatal({ err, redis: describeRedis(config.redis) }, 'redis unreachable at start');
   process.exit(1);
 }
 if (!(await verifyRedisServer(redis, logger))) process.exit(1);

@@ -48,7 +48,7 @@ describe('a real browser through the load balancer', () => {
   beforeAll(async () => {
     allowed = await pageServer();
     forbidden = await pageServer();
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, env: { CORS_ORIGINS: allowed.origin, TRUST_PROXY: 'true' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2, env: { CORS_ORIGINS: allowed.origin, TRUST_PROXY: 'true' } });
     lb = await startHaproxy({ gateways: cluster.gateways.map((g) => `127.0.0.1:${g.port}`) });
     browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',

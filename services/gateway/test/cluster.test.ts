@@ -6,7 +6,7 @@ describe('three gateways on one Redis', () => {
   let cluster: Cluster;
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 3 });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 3 });
   });
   afterAll(() => cluster.stop());
 

@@ -18,8 +18,7 @@ describe('one user flooding rooms with large messages', () => {
   beforeAll(async () => {
     redis = await startRedis({ fresh: true });
     admin = new Redis(redis.url);
-    cluster = await startCluster({
-      redisUrl: redis.url,
+    cluster = await startCluster({ redis: redis.url,
       gateways: 2,
       env: {
         // the defaults a deployment has (the harness lifts the budget for other tests)

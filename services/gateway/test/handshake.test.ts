@@ -12,8 +12,7 @@ const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
 describe('handshake with an HS256 secret', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redisUrl'),
       gateways: 1,
       env: { ALLOW_QUERY_TOKEN: 'true', TOKEN_COOKIE: 'sb_at', CORS_ORIGINS: 'https://app.example' },
     });
@@ -78,7 +77,7 @@ describe('handshake with an HS256 secret', () => {
   });
 
   it('limits connections per user', async () => {
-    const small = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, env: { MAX_CONNECTIONS_PER_USER: '2' } });
+    const small = await startCluster({ redis: inject('redis'), gateways: 2, env: { MAX_CONNECTIONS_PER_USER: '2' } });
     try {
       await small.connect({ sub: 'many', gateway: 0 });
       await small.connect({ sub: 'many', gateway: 1 });
@@ -91,7 +90,7 @@ describe('handshake with an HS256 secret', () => {
   });
 
   it('decides the connections-per-user limit in the handshake, also for concurrent handshakes on several pods', async () => {
-    const small = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, env: { MAX_CONNECTIONS_PER_USER: '3' } });
+    const small = await startCluster({ redis: inject('redis'), gateways: 2, env: { MAX_CONNECTIONS_PER_USER: '3' } });
     try {
       const token = await small.token({ sub: 'racer' });
       const outcomes = await Promise.all(
@@ -119,7 +118,7 @@ describe('handshake with an HS256 secret', () => {
   });
 
   it('limits handshakes per client address', async () => {
-    const strict = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, env: { HANDSHAKE_RATE_PER_SEC: '2' } });
+    const strict = await startCluster({ redis: inject('redis'), gateways: 1, env: { HANDSHAKE_RATE_PER_SEC: '2' } });
     try {
       const codes: string[] = [];
       for (let i = 0; i < 8; i++) {
@@ -142,7 +141,7 @@ describe('handshake with an HS256 secret', () => {
 describe('token lifetime on a live socket', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, env: { TOKEN_EXPIRY_WARNING_SEC: '2' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 1, env: { TOKEN_EXPIRY_WARNING_SEC: '2' } });
   });
   afterAll(() => cluster.stop());
 
@@ -180,7 +179,7 @@ describe('token lifetime on a live socket', () => {
 describe('guests (ALLOW_GUESTS=true)', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, env: { ALLOW_GUESTS: 'true' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2, env: { ALLOW_GUESTS: 'true' } });
   });
   afterAll(() => cluster.stop());
 
@@ -241,7 +240,7 @@ describe('handshake with a public key: algorithm confusion', () => {
     const pair = await generateKeyPair('RS256', { extractable: true });
     privateKey = pair.privateKey;
     pem = await exportSPKI(pair.publicKey);
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, env: { JWT_SECRET: '', JWT_PUBLIC_KEY: pem } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 1, env: { JWT_SECRET: '', JWT_PUBLIC_KEY: pem } });
   });
   afterAll(() => cluster.stop());
 
@@ -271,8 +270,7 @@ describe('handshake with a JWKS URL bound to an issuer', () => {
     });
     await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
-    cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redisUrl'),
       gateways: 1,
       env: { JWT_SECRET: '', JWT_JWKS_URL: url, JWT_ISSUER: 'https://id.ours.example', JWT_AUDIENCE: 'switchboard' },
     });
@@ -305,7 +303,7 @@ describe('handshake with a JWKS URL bound to an issuer', () => {
 
 describe('a client socket without reconnection', () => {
   it('gets the typed error data from a real socket.io-client', async () => {
-    const cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1 });
+    const cluster = await startCluster({ redis: inject('redis'), gateways: 1 });
     try {
       const s = ioClient(cluster.gateways[0]!.url, { transports: ['websocket'], reconnection: false, auth: { token: 'x' } });
       const err = await new Promise<Error & { data?: unknown }>((resolve) => s.once('connect_error', resolve));

@@ -8,7 +8,7 @@ import { startCluster, type Cluster } from '@switchboard/harness';
 describe('token expiry', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, env: { TOKEN_EXPIRY_WARNING_SEC: '60' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 1, env: { TOKEN_EXPIRY_WARNING_SEC: '60' } });
   });
   afterAll(() => cluster?.stop());
 
@@ -31,7 +31,7 @@ describe('nothing of a socket outlives it', () => {
     beforeAll(async () => {
       redis = await startRedis({ fresh: true });
       admin = new Redis(redis.url);
-      cluster = await startCluster({ redisUrl: redis.url, gateways: 1 });
+      cluster = await startCluster({ redis: redis.url, gateways: 1 });
     });
     afterAll(async () => {
       await cluster?.stop();
@@ -62,8 +62,7 @@ describe('nothing of a socket outlives it', () => {
     let cluster: Cluster;
     let hold: { reached: () => void; release: Promise<void> } | undefined;
     beforeAll(async () => {
-      cluster = await startCluster({
-        redisUrl: inject('redisUrl'),
+      cluster = await startCluster({ redis: inject('redisUrl'),
         gateways: 1,
         wrapVerifier: (v): TokenVerifier => ({
           ...v,

@@ -5,7 +5,7 @@ import { serviceMain, startCluster, type Cluster } from '@switchboard/harness';
 describe('metrics', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, processes: true });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 1, processes: true });
   });
   afterAll(() => cluster.stop());
 

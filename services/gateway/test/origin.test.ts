@@ -60,7 +60,7 @@ describe('origin check on real sockets, CORS_ORIGINS unset', () => {
   let cluster: Cluster;
   let port: number;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1 });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 1 });
     port = cluster.gateways[0]!.port;
   });
   afterAll(() => cluster.stop());

@@ -8,7 +8,7 @@ describe('cluster-wide presence', () => {
   let cluster: Cluster;
   let model: ReadModel;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 3, env: { MAX_WATCHED_USERS: '5' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 3, env: { MAX_WATCHED_USERS: '5' } });
     model = new ReadModel(cluster.redis, cluster.keyPrefix);
   });
   afterAll(() => cluster.stop());

@@ -106,7 +106,7 @@ describe('a python-socketio user and a socket.io-client user on two pods', () =>
       );
     }
     // CORS_ORIGINS unset, the default: the Python client's Origin is accepted as same-origin
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2 });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2 });
   });
   afterEach(() => {
     for (const p of pythons.splice(0)) p.kill();

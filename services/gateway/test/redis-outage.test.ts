@@ -8,7 +8,7 @@ describe('when Redis goes away', () => {
   let cluster: Cluster;
   beforeAll(async () => {
     redis = await startRedis({ fresh: true });
-    cluster = await startCluster({ redisUrl: redis.url, gateways: 1 });
+    cluster = await startCluster({ redis: redis.url, gateways: 1 });
   });
   afterAll(async () => {
     await redis.start?.().catch(() => undefined);

@@ -29,8 +29,7 @@ describe('dead pod reaping (kill -9 of a gateway process)', () => {
   let cluster: Cluster;
   const HEARTBEAT = 500;
   beforeAll(async () => {
-    cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redisUrl'),
       gateways: 3,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) },
@@ -104,7 +103,7 @@ describe('dead pod reaping (kill -9 of a gateway process)', () => {
 describe('registry totals under random churn', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 3, env: { RATE_LIMIT_PER_SEC: '100000', RATE_LIMIT_BURST: '100000' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 3, env: { RATE_LIMIT_PER_SEC: '100000', RATE_LIMIT_BURST: '100000' } });
   });
   afterAll(() => cluster.stop());
 

@@ -22,8 +22,7 @@ async function reaperRounds(gateways: ClusterGateway[], n: number): Promise<void
 describe('a gateway killed and restarted under the same POD_ID', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redisUrl'),
       gateways: 2,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT), MAX_CONNECTIONS_PER_USER: '1' },
@@ -77,7 +76,7 @@ describe('a gateway killed and restarted under the same POD_ID', () => {
 describe('a clean shutdown that cannot reach Redis', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2, env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) } });
   });
   afterAll(() => cluster.stop());
 
@@ -113,8 +112,7 @@ describe('a clean shutdown that cannot reach Redis', () => {
 describe('a gateway reaped while alive (a stall longer than the bound)', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redisUrl'),
       gateways: 2,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) },
@@ -169,8 +167,7 @@ describe('a gateway reaped while alive (a stall longer than the bound)', () => {
 describe('pods whose clocks disagree', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+    cluster = await startCluster({ redis: inject('redisUrl'),
       gateways: 2,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) },
@@ -199,7 +196,7 @@ describe('a Redis outage of a few seconds', () => {
   let cluster: Cluster;
   beforeAll(async () => {
     redis = await startRedis({ fresh: true, appendonly: true });
-    cluster = await startCluster({ redisUrl: redis.url, gateways: 3, processes: true, env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) } });
+    cluster = await startCluster({ redis: redis.url, gateways: 3, processes: true, env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) } });
   });
   afterAll(async () => {
     await cluster?.stop();

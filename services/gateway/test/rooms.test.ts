@@ -10,7 +10,7 @@ const code = (a: Ack<unknown>) => (a.ok ? 'ok' : a.error.code);
 describe('room policies (SPEC §4)', () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, env: { MAX_ROOMS_PER_SOCKET: '3' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2, env: { MAX_ROOMS_PER_SOCKET: '3' } });
   });
   afterAll(() => cluster.stop());
 

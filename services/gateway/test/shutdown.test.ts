@@ -11,7 +11,7 @@ describe('SIGTERM on a gateway process behind the load balancer', () => {
   const clients: ClientSocket[] = [];
 
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 3, processes: true, env: { SHUTDOWN_TIMEOUT_MS: '6000' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 3, processes: true, env: { SHUTDOWN_TIMEOUT_MS: '6000' } });
     lb = await startHaproxy({ gateways: cluster.gateways.map((g) => `127.0.0.1:${g.port}`) });
   });
   afterAll(async () => {

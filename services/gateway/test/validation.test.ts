@@ -11,7 +11,7 @@ describe('malformed payloads', () => {
   let cluster: Cluster;
   let c: TestClient;
   beforeAll(async () => {
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, env: { MAX_PAYLOAD_BYTES: '1024', RATE_LIMIT_PER_SEC: '10000', RATE_LIMIT_BURST: '10000' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 1, env: { MAX_PAYLOAD_BYTES: '1024', RATE_LIMIT_PER_SEC: '10000', RATE_LIMIT_BURST: '10000' } });
     c = await cluster.connect('fuzzy');
     await c.emitWithAck('room:join', { room: 'public:v' });
   });
@@ -87,7 +87,7 @@ describe('malformed payloads', () => {
 
 describe('per-socket rate limit', () => {
   it('answers RATE_LIMITED past the burst and recovers', async () => {
-    const cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 1, env: { RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '10' } });
+    const cluster = await startCluster({ redis: inject('redis'), gateways: 1, env: { RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '10' } });
     try {
       const c = await cluster.connect('spammer');
       const acks = await Promise.all(Array.from({ length: 30 }, () => c.emitWithAck('session:ping', {})));

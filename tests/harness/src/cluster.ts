@@ -1,10 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
-import { Emitter } from '@socket.io/redis-emitter';
-import { Redis } from 'ioredis';
 import { Registry as MetricsRegistry } from 'prom-client';
 import { io as ioClient, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { createVerifier, type TokenVerifier } from '@switchboard/auth';
-import { loadGatewayConfig } from '@switchboard/config';
+import { loadGatewayConfig, loadRedisConfig, type RedisConfig } from '@switchboard/config';
 import { createGateway, type Gateway } from '@switchboard/gateway';
 import { createLogger } from '@switchboard/observability';
 import {
@@ -14,7 +12,7 @@ import {
   type ServerToClientEvents,
   type SessionReady,
 } from '@switchboard/protocol';
-import { InboxStore, keys } from '@switchboard/store';
+import { Broadcaster, createRedisClient, InboxStore, keys, type RedisClient } from '@switchboard/store';
 import { deleteKeys, eventually, freePort, mintToken, randomKeyPrefix, spawnOwned, TEST_JWT_SECRET, type TokenClaims } from '@switchboard/testkit';
 import { serviceMain } from './services.js';
 
@@ -25,7 +23,12 @@ export interface TestClient extends ClientSocket {
 }
 
 export interface ClusterOptions {
-  redisUrl: string;
+  /**
+   * The Redis of the cluster, as the environment a service gets (SPEC §9): `{ REDIS_URL }`,
+   * `{ REDIS_SENTINELS, REDIS_SENTINEL_NAME }` or `{ REDIS_CLUSTER_NODES }`, optionally with
+   * `PUBSUB_MODE`. A string is a `REDIS_URL`.
+   */
+  redis: string | Record<string, string>;
   /** @default 2 */
   gateways?: number;
   /** @default a random prefix, so tests can share one Redis */
@@ -50,7 +53,7 @@ export interface ClusterGateway {
   /** In-process gateways only. */
   gateway?: Gateway;
   /** In-process gateways only: the gateway's Redis clients (commands, adapter publisher and subscriber). */
-  clients?: { commands: Redis; pub: Redis; sub: Redis };
+  clients?: { commands: RedisClient; pub: RedisClient; sub: RedisClient };
   /** Process gateways only. */
   process?: ChildProcess;
   /** Resolves with the exit code once a process gateway exits. */
@@ -79,14 +82,17 @@ export interface ConnectOptions extends TokenClaims {
 }
 
 export interface Cluster {
-  redisUrl: string;
+  /** The Redis environment every gateway of this cluster gets. */
+  redisEnv: Record<string, string>;
+  /** The Redis settings of that environment. */
+  redisConfig: RedisConfig;
   keyPrefix: string;
   secret: string;
   gateways: ClusterGateway[];
   /** A command client on the cluster's Redis. */
-  redis: Redis;
-  /** Emits to the cluster like the dispatcher does. */
-  emitter: Emitter<ServerToClientEvents>;
+  redis: RedisClient;
+  /** Emits to the cluster like the dispatcher and admin do, in the cluster's pub/sub mode. */
+  emitter: Broadcaster;
   token(claims: TokenClaims): Promise<string>;
   /** Connects and waits for `session:ready`. */
   connect(userOrOptions: string | ConnectOptions): Promise<TestClient>;
@@ -107,14 +113,16 @@ export interface Cluster {
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const keyPrefix = options.keyPrefix ?? randomKeyPrefix();
   const secret = TEST_JWT_SECRET;
-  const redis = new Redis(options.redisUrl);
-  redis.on('error', () => {});
-  const emitter = new Emitter<ServerToClientEvents>(redis, { key: ioKey(keyPrefix) });
+  const redisEnv = typeof options.redis === 'string' ? { REDIS_URL: options.redis } : options.redis;
+  const redisConfig = loadRedisConfig({ ...redisEnv, ...pick(options.env, 'PUBSUB_MODE') });
+  const quiet = { warn: () => {} };
+  const redis = createRedisClient(redisConfig, 'test', quiet);
+  const emitter = new Broadcaster(redis, ioKey(keyPrefix), redisConfig.pubsubMode);
   const gateways: ClusterGateway[] = [];
   const clients = new Set<ClientSocket>();
 
   const baseEnv = (index: number, port: number, opsPort: number): Record<string, string> => ({
-    REDIS_URL: options.redisUrl,
+    ...redisEnv,
     KEY_PREFIX: keyPrefix,
     JWT_SECRET: secret,
     PORT: String(port),
@@ -141,14 +149,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const env = baseEnv(index, 0, 0);
     const config = loadGatewayConfig(env);
     const logger = createLogger({ service: 'gateway', level: config.logLevel, pod: config.podId });
-    const client = (role: string) => {
-      const c = new Redis(options.redisUrl, { connectionName: `test:${role}`, maxRetriesPerRequest: 1 });
-      c.on('error', () => {});
-      return c;
-    };
-    const commands = client('gateway');
-    const pub = client('pub');
-    const sub = client('sub');
+    const commands = createRedisClient(config.redis, 'test-gateway', quiet, { maxRetriesPerRequest: 1 });
+    const pub = createRedisClient(config.redis, 'test-pub', quiet, { maxRetriesPerRequest: 1 });
+    const sub = createRedisClient(config.redis, 'test-sub', quiet, { shardedSubscriber: config.redis.pubsubMode === 'sharded' });
     const gateway = createGateway(
       {
         redis: commands,
@@ -299,7 +302,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   }
 
   return {
-    redisUrl: options.redisUrl,
+    redisEnv,
+    redisConfig,
     keyPrefix,
     secret,
     gateways,
@@ -317,4 +321,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       redis.disconnect();
     },
   };
+}
+
+function pick(env: Record<string, string> | undefined, ...names: string[]): Record<string, string> {
+  return Object.fromEntries(names.flatMap((n) => (env?.[n] !== undefined ? [[n, env[n]]] : [])));
 }

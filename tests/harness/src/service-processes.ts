@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { eventually, freePort, spawnOwned, TEST_JWT_SECRET } from '@switchboard/testkit';
+import { eventually, freePort, redisEnvOf, spawnOwned, TEST_JWT_SECRET } from '@switchboard/testkit';
 import { serviceMain } from './services.js';
 
 /** A Node process started by a test, the way `scripts/cluster.sh` starts it. */
@@ -92,7 +92,8 @@ export async function startProcess(options: StartProcessOptions): Promise<Proces
 }
 
 export interface ServiceProcessOptions {
-  redisUrl: string;
+  /** A `REDIS_URL`, or the Redis environment of the cluster under test (`cluster.redisEnv`). */
+  redis: string | Record<string, string>;
   keyPrefix: string;
   /** Environment on top of the test defaults. */
   env?: Record<string, string>;
@@ -109,7 +110,7 @@ export async function startDispatcherProcess(options: ServiceProcessOptions): Pr
     port,
     readyPath: '/readyz',
     env: {
-      REDIS_URL: options.redisUrl,
+      ...redisEnvOf(options.redis),
       KEY_PREFIX: options.keyPrefix,
       OPS_PORT: String(port),
       HOST: '127.0.0.1',
@@ -129,7 +130,7 @@ export async function startAdminProcess(options: ServiceProcessOptions & { apiKe
     port,
     readyPath: '/readyz',
     env: {
-      REDIS_URL: options.redisUrl,
+      ...redisEnvOf(options.redis),
       KEY_PREFIX: options.keyPrefix,
       PORT: String(port),
       HOST: '127.0.0.1',

@@ -34,8 +34,7 @@ describe('chaos: gateways killed and restarted, a dispatcher killed, Redis resta
 
   beforeAll(async () => {
     redis = await startRedis({ fresh: true, appendonly: true });
-    cluster = await startCluster({
-      redisUrl: redis.url,
+    cluster = await startCluster({ redis: redis.url,
       gateways: 3,
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT), MAX_CONNECTIONS_PER_USER: '20' },

@@ -7,6 +7,7 @@ import { Queue } from 'bullmq';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
+import { closeRedis, createRedisClient, isCluster, queuePrefix, type RedisClient } from '@switchboard/store';
 import { eventually, freePort, spawnOwned, startHaproxy, stopProcess, type HaproxyHandle } from '@switchboard/testkit';
 import {
   startAdminProcess,
@@ -138,6 +139,7 @@ describe('the shipped dashboard and alerts against a live Prometheus', () => {
   let admin: ProcessHandle;
   let prometheus: PrometheusHandle | undefined;
   let queue: Queue | undefined;
+  let connection: RedisClient | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'sb-prometheus-'));
   const clients: TestClient[] = [];
   /** The job of every target, once all were up. */
@@ -146,10 +148,10 @@ describe('the shipped dashboard and alerts against a live Prometheus', () => {
   beforeAll(async () => {
     // The default heartbeat: at the harness's 1 s, a gateway stalled for 2 s on a busy machine would
     // be reaped, and SwitchboardGatewayPodsReaped would rightly fire.
-    cluster = await startCluster({ redisUrl: inject('redisUrl'), gateways: 2, processes: true, env: { HEARTBEAT_INTERVAL_MS: '5000' } });
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2, processes: true, env: { HEARTBEAT_INTERVAL_MS: '5000' } });
     lb = await startHaproxy({ gateways: cluster.gateways.map((g) => `127.0.0.1:${g.port}`), stats: true });
-    dispatcher = await startDispatcherProcess({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix });
-    admin = await startAdminProcess({ redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix, apiKeys: [API_KEY] });
+    dispatcher = await startDispatcherProcess({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix });
+    admin = await startAdminProcess({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, apiKeys: [API_KEY] });
 
     // The shipped scrape configuration with its job names and relabelings, aimed at this cluster.
     const shipped = parse(readFileSync(repo('deploy/prometheus/prometheus.yml'), 'utf8')) as {
@@ -207,7 +209,8 @@ describe('the shipped dashboard and alerts against a live Prometheus', () => {
       });
       expect(res.status).toBe(202);
     }
-    queue = new Queue(NOTIFICATIONS_QUEUE, { connection: { url: cluster.redisUrl }, prefix: cluster.keyPrefix });
+    connection = createRedisClient(cluster.redisConfig, 'test-queue', { warn: () => {} });
+    queue = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix: queuePrefix(cluster.keyPrefix, isCluster(connection)) });
     queue.on('error', () => {});
     const bad = await queue.add('notification', { to: { userId: 'dash-ann' } }, { attempts: 1 }); // no type: invalid
     await eventually(async () => (await bad.getState()) === 'failed', { what: 'the invalid job to fail' });
@@ -228,6 +231,7 @@ describe('the shipped dashboard and alerts against a live Prometheus', () => {
     for (const c of clients) c.close();
     await prometheus?.stop();
     await queue?.close();
+    if (connection) await closeRedis(connection);
     await Promise.allSettled([admin?.stop(), dispatcher?.stop(), lb?.stop()]);
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -32,7 +32,7 @@ describe('the demo page with two users', () => {
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     const demoPort = (holder.address() as AddressInfo).port;
     cluster = await startCluster({
-      redisUrl: inject('redisUrl'),
+      redis: inject('redis'),
       gateways: 2,
       processes: true,
       // The default heartbeat: at the harness's 1 s, a gateway stalled for 2 s on a busy machine is
@@ -40,7 +40,7 @@ describe('the demo page with two users', () => {
       env: { CORS_ORIGINS: `http://127.0.0.1:${demoPort}`, TRUST_PROXY: 'true', HEARTBEAT_INTERVAL_MS: '5000' },
     });
     lb = await startHaproxy({ gateways: cluster.gateways.map((g) => `127.0.0.1:${g.port}`) });
-    const services = { redisUrl: cluster.redisUrl, keyPrefix: cluster.keyPrefix };
+    const services = { redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix };
     dispatcher = await startDispatcherProcess(services);
     admin = await startAdminProcess({ ...services, apiKeys: [API_KEY] });
     await new Promise<void>((resolve) => holder.close(() => resolve()));

@@ -7,7 +7,7 @@ import { startAdminProcess, startDemoServer, startDispatcherProcess, startProces
 
 describe('service processes', () => {
   it('starts the dispatcher from dist/main.js, ready when it says so, and stops it cleanly', async () => {
-    const dispatcher = await startDispatcherProcess({ redisUrl: inject('redisUrl'), keyPrefix: randomKeyPrefix() });
+    const dispatcher = await startDispatcherProcess({ redis: inject('redis'), keyPrefix: randomKeyPrefix() });
     try {
       expect((await fetch(`${dispatcher.url}/readyz`)).status).toBe(200);
     } finally {
@@ -17,7 +17,7 @@ describe('service processes', () => {
   });
 
   it('rejects with the output of a process that exits before it is ready', async () => {
-    const failed = startAdminProcess({ redisUrl: inject('redisUrl'), keyPrefix: randomKeyPrefix(), apiKeys: ['too-short'] });
+    const failed = startAdminProcess({ redis: inject('redis'), keyPrefix: randomKeyPrefix(), apiKeys: ['too-short'] });
     await expect(failed).rejects.toThrow(/admin exited \(1\) before it was ready[\s\S]*ADMIN_API_KEYS/);
   });
 

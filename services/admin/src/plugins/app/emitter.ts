@@ -1,16 +1,15 @@
-import type { Emitter } from '@socket.io/redis-emitter';
+import type { Broadcaster } from '@switchboard/store';
 import fp from 'fastify-plugin';
-import type { ServerToClientEvents } from '@switchboard/protocol';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Reaches the gateways' sockets through Redis; its `key` is `ioKey(KEY_PREFIX)`. */
-    emitter: Emitter<ServerToClientEvents>;
+    /** Reaches the gateways' sockets through Redis, in their adapter's format and pub/sub mode. */
+    emitter: Broadcaster;
   }
 }
 
 export interface EmitterOptions {
-  emitter: Emitter<ServerToClientEvents>;
+  emitter: Broadcaster;
 }
 
 export default fp<EmitterOptions>(

@@ -1,11 +1,10 @@
 import fp from 'fastify-plugin';
-import type { Redis } from 'ioredis';
 import type { AdminConfig } from '@switchboard/config';
-import { ReadModel, RoomHistory } from '@switchboard/store';
+import { pingWithin, ReadModel, RoomHistory, type RedisClient } from '@switchboard/store';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    redis: Redis;
+    redis: RedisClient;
     /** Registry reads: counts, online users, rooms, members, presence. */
     readModel: ReadModel;
     /** Room history, for server-side publish. */
@@ -16,7 +15,7 @@ declare module 'fastify' {
 }
 
 export interface StoreOptions {
-  redis: Redis;
+  redis: RedisClient;
   keyPrefix: string;
   history: AdminConfig['history'];
 }
@@ -27,26 +26,10 @@ export interface StoreOptions {
  */
 export default fp<StoreOptions>(
   async (app, { redis, keyPrefix, history }) => {
-    app.decorate('redis', redis);
+    app.decorate<RedisClient>('redis', redis);
     app.decorate('readModel', new ReadModel(redis, keyPrefix));
     app.decorate('roomHistory', new RoomHistory(redis, keyPrefix, history));
-    app.decorate('redisReady', async (timeoutMs = 1000) => {
-      if (redis.status !== 'ready') return false;
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const pong = await Promise.race([
-          redis.ping(),
-          new Promise<string>((resolve) => {
-            timer = setTimeout(() => resolve('timeout'), timeoutMs);
-          }),
-        ]);
-        return pong === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        clearTimeout(timer);
-      }
-    });
+    app.decorate('redisReady', (timeoutMs = 1000) => pingWithin(redis, timeoutMs));
   },
   { name: 'store' },
 );

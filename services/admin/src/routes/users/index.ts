@@ -86,7 +86,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { userId } = request.params;
       const sockets = await app.readModel.userSocketCount(userId);
-      app.emitter.in(userRoom(userId)).disconnectSockets(true);
+      await app.emitter.in(userRoom(userId)).disconnectSockets(true);
       request.log.info({ principal: describePrincipal(request.principal), userId, sockets }, 'admin disconnected a user');
       return reply.code(202).send({ userId, sockets });
     },
