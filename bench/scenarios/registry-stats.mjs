@@ -48,22 +48,22 @@ export async function redisFor(ctx) {
 export async function populate(redis, sockets) {
   const keyPrefix = `bench.${randomUUID().slice(0, 8)}`;
   const registry = new Registry(redis, keyPrefix);
-  const pods = Array.from({ length: PODS }, (_, i) => `bench-pod-${i}`);
-  const now = Date.now();
-  for (const pod of pods) await registry.heartbeat(pod, now, now);
+  const instances = Array.from({ length: PODS }, (_, i) => ({ id: `bench-pod-${i}#1`, pod: `bench-pod-${i}` }));
+  for (const instance of instances) await registry.heartbeat(instance);
   const users = Math.max(1, Math.floor(sockets / 2));
   const rooms = Math.max(1, Math.floor(sockets / 10));
+  const socket = (i) => ({ socketId: `s${i}`, userId: `u${i % users}`, guest: false });
   const BATCH = 500;
   for (let start = 0; start < sockets; start += BATCH) {
     const batch = [];
     for (let i = start; i < Math.min(sockets, start + BATCH); i++) {
-      batch.push(registry.connect({ socketId: `s${i}`, userId: `u${i % users}`, pod: pods[i % PODS], maxConnections: 1000, now }));
+      batch.push(registry.connect({ ...socket(i), instance: instances[i % PODS], maxConnections: 1000 }));
     }
     const results = await Promise.all(batch);
     if (results.some((r) => !r.accepted)) throw new Error('a registration was refused');
     const joins = [];
     for (let i = start; i < Math.min(sockets, start + BATCH); i++) {
-      joins.push(registry.join(`s${i}`, `public:room-${i % rooms}`), registry.join(`s${i}`, `public:room-${(i * 7 + 3) % rooms}`));
+      joins.push(registry.join(socket(i), `public:room-${i % rooms}`), registry.join(socket(i), `public:room-${(i * 7 + 3) % rooms}`));
     }
     await Promise.all(joins);
   }

@@ -118,12 +118,13 @@ export interface CheckRedisServerOptions {
  * @throws RedisServerError for a Redis older than {@link MIN_REDIS_VERSION}.
  */
 export async function checkRedisServer(client: RedisClient, options: CheckRedisServerOptions = {}): Promise<RedisServerCheck> {
-  if (!isCluster(client)) return checkNode(client, options);
+  if (!isCluster(client)) return checkNode(client, options, true);
   // Redis Cluster: every primary is checked; the oldest version counts, each warning once
   if ((await waitReady(client, options.timeoutMs ?? 10_000).then(() => true, () => false)) === false) {
     return { warnings: assessRedisServer({ problems: ['connecting: the cluster is not ready'] }) };
   }
-  const checks = await Promise.all(client.nodes('master').map((node) => checkNode(node, options)));
+  // the cluster's node connections open on first use: no waiting for them to be ready
+  const checks = await Promise.all(client.nodes('master').map((node) => checkNode(node, options, false)));
   const versions = checks.flatMap((c) => (c.version ? [c.version] : []));
   const oldest = versions.sort((a, b) => (older(parseRedisVersion(a) ?? [0, 0, 0], parseRedisVersion(b) ?? [0, 0, 0]) ? -1 : 1))[0];
   const warnings = new Map<string, RedisServerWarning>();
@@ -131,7 +132,7 @@ export async function checkRedisServer(client: RedisClient, options: CheckRedisS
   return { ...(oldest ? { version: oldest } : {}), warnings: [...warnings.values()] };
 }
 
-async function checkNode(client: Redis, options: CheckRedisServerOptions): Promise<RedisServerCheck> {
+async function checkNode(client: Redis, options: CheckRedisServerOptions, waitForReady: boolean): Promise<RedisServerCheck> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const facts: RedisServerFacts = { problems: [] };
   const ask = async <T>(what: string, command: () => Promise<T>): Promise<T | undefined> => {
@@ -151,7 +152,7 @@ async function checkNode(client: Redis, options: CheckRedisServerOptions): Promi
     }
   };
 
-  if ((await ask('connecting', () => waitReady(client, timeoutMs).then(() => true))) === undefined) {
+  if (waitForReady && (await ask('connecting', () => waitReady(client, timeoutMs).then(() => true))) === undefined) {
     return { warnings: assessRedisServer(facts) };
   }
   const server = await ask('INFO server', () => client.info('server'));

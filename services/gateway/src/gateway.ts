@@ -108,6 +108,10 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
           }),
   });
 
+  // what the adapter's subscriber receives: the cost of pub/sub on this pod (classic: every broadcast)
+  const received = () => metrics.pubsubReceived.inc();
+  for (const event of ['messageBuffer', 'pmessageBuffer', 'smessageBuffer']) deps.subClient.on(event, received);
+
   /** Every socket this pod admitted, until it is gone. */
   const states = new Map<string, SocketState>();
   const pendingDepartures = new Set<Promise<unknown>>();

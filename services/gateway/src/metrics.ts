@@ -62,6 +62,11 @@ export function createGatewayMetrics(registry: Registry) {
       help: 'Age of the stalest pod heartbeat in the registry, as of this pod\'s last heartbeat',
       registers,
     }),
+    pubsubReceived: new Counter({
+      name: 'switchboard_pubsub_messages_received_total',
+      help: 'Pub/sub messages this pod\'s adapter subscriber received (broadcasts of every pod, the dispatcher and the admin API): with classic pub/sub every pod receives every broadcast, with sharded only those of rooms it holds',
+      registers,
+    }),
     heartbeatFailures: new Counter({
       name: 'switchboard_registry_heartbeat_failures_total',
       help: 'Heartbeats that could not be written',

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { collect, waitFor } from '@switchboard/testkit';
+import { collect, eventually, scrapeMetric, waitFor } from '@switchboard/testkit';
 import { startCluster, type Cluster } from '@switchboard/harness';
 
 describe('three gateways on one Redis', () => {
@@ -117,3 +117,39 @@ describe('three gateways on one Redis', () => {
     expect(tooMany.ok && tooMany.data.recovered).toBe(false);
   });
 });
+
+for (const mode of ['classic', 'sharded'] as const) {
+  describe(`${mode} pub/sub: what each pod's subscriber receives`, () => {
+    let cluster: Cluster;
+    beforeAll(async () => {
+      cluster = await startCluster({ redis: inject('redis'), gateways: 2, env: { PUBSUB_MODE: mode } });
+    });
+    afterAll(() => cluster.stop());
+
+    it(mode === 'sharded' ? 'reaches only the pods holding the room' : 'reaches every pod', async () => {
+      const room = `public:pubsub-${mode}`;
+      const member = await cluster.connect({ sub: `only-on-a-${mode}`, gateway: 0 });
+      await member.emitWithAck('room:join', { room });
+      const other = await cluster.connect({ sub: `elsewhere-${mode}`, gateway: 1 });
+      const count = () => Promise.all(cluster.gateways.map((g) => scrapeMetric(`${g.opsUrl}/metrics`, 'switchboard_pubsub_messages_received_total')));
+      // pod B's subscriber is quiet before the test sends (arrival presence has settled)
+      const got = collect(member, 'room:message');
+      const strayed = collect(other, 'room:message');
+      const before = await count();
+      for (let i = 0; i < 10; i++) {
+        await cluster.emitter.to(room).emit('room:message', { room, id: `${i}-0`, ts: i, from: { userId: '#server' }, data: i });
+      }
+      await eventually(() => got.length === 10);
+      const after = await count();
+      expect(after[0]! - before[0]!).toBeGreaterThanOrEqual(10);
+      if (mode === 'sharded') expect(after[1]! - before[1]!).toBe(0);
+      else expect(after[1]! - before[1]!).toBeGreaterThanOrEqual(10);
+      expect(strayed).toEqual([]);
+      // and a member's publish crosses pods all the same
+      await other.emitWithAck('room:join', { room });
+      const atA = waitFor(member, 'room:message');
+      expect((await other.emitWithAck('room:publish', { room, data: 'from b' })).ok).toBe(true);
+      expect((await atA).data).toBe('from b');
+    });
+  });
+}
