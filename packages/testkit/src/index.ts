@@ -6,3 +6,4 @@ export * from './tokens.js';
 export * from './wait.js';
 export * from './vitest-context.js';
 export * from './processes.js';
+export * from './topology.js';

@@ -6,19 +6,30 @@ export function randomKeyPrefix(): string {
   return `t${randomUUID().slice(0, 8)}`;
 }
 
-/** Deletes every key under `<prefix>:` (bounded scan), on every primary of a Redis Cluster. */
+/**
+ * Deletes every key under `<prefix>:` (bounded scan). On a `Cluster`, every primary the client
+ * knows is scanned, and each key is unlinked through the cluster client (keys of one node may
+ * be in different slots, which one multi-key UNLINK refuses).
+ */
 export async function deleteKeys(redis: Redis | Cluster, prefix: string): Promise<void> {
-  const nodes: Redis[] = (redis as Cluster).isCluster ? (redis as Cluster).nodes('master') : [redis as Redis];
+  if (!isCluster(redis)) return scanDelete(redis, prefix, async (keys) => void (await redis.unlink(...keys)));
+  const primaries = redis.nodes('master');
+  if (!primaries.length) throw new Error('deleteKeys: the cluster client knows no primary (is it connected?)');
   await Promise.all(
-    nodes.map(async (node) => {
-      let cursor = '0';
-      for (let i = 0; i < 10_000; i++) {
-        const [next, found] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        // one key at a time: on a cluster node, keys of different slots cannot share an UNLINK
-        await Promise.all(found.map((key) => node.unlink(key)));
-        cursor = next;
-        if (cursor === '0') return;
-      }
-    }),
+    primaries.map((node) => scanDelete(node, prefix, async (keys) => void (await Promise.all(keys.map((key) => redis.unlink(key)))))),
   );
+}
+
+function isCluster(redis: Redis | Cluster): redis is Cluster {
+  return redis.isCluster;
+}
+
+async function scanDelete(node: Redis, prefix: string, unlink: (keys: string[]) => Promise<void>): Promise<void> {
+  let cursor = '0';
+  for (let i = 0; i < 10_000; i++) {
+    const [next, found] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    if (found.length) await unlink(found);
+    cursor = next;
+    if (cursor === '0') return;
+  }
 }
