@@ -28,10 +28,11 @@ describe('service processes', () => {
       script: fileURLToPath(new URL('../../../scripts/demo-server.mjs', import.meta.url)),
       port,
       readyPath: '/not-a-page',
-      timeoutMs: 500,
+      // long enough for it to start and listen on a busy machine: it answers, but never 200
+      timeoutMs: 5000,
       env: { DEMO_HOST: '127.0.0.1', DEMO_PORT: String(port) },
     });
-    await expect(started).rejects.toThrow(/timed out after 500 ms waiting for never-ready to be ready[\s\S]*demo-server: http:/);
+    await expect(started).rejects.toThrow(/timed out after 5000 ms waiting for never-ready to be ready[\s\S]*demo-server: http:/);
     // nothing is left listening
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   });
