@@ -2,7 +2,8 @@
 # Starts a whole local Switchboard cluster in the foreground; Ctrl-C stops it.
 #
 #   Redis (its own, in .cluster/, unless REDIS_URL is given), 3 gateways behind HAProxy with
-#   sticky sessions, the dispatcher, the admin API and the demo page. Logs go to .cluster/logs/.
+#   sticky sessions, the dispatcher, the admin API with its operator console (/console) and the
+#   demo page. Logs go to .cluster/logs/.
 #
 # On a fresh Debian machine with Node.js, run as root it installs redis-server and haproxy;
 # otherwise it says what to install. Ports can be changed through the environment:
@@ -216,8 +217,11 @@ start haproxy env "${lb_env[@]}" "$HAPROXY" -db -f deploy/haproxy/haproxy.cfg
 # Through the load balancer to a gateway's own /readyz: the whole path works.
 checks+=(haproxy "${pids[-1]}" "http://127.0.0.1:$LB_PORT/readyz")
 
+# The demo's "send me a notification" goes through the admin API with the session's admin key,
+# from the demo server: the key never reaches the browser.
 start demo env DEMO_HOST=127.0.0.1 DEMO_PORT="$DEMO_PORT" DEMO_LB_PORT="$LB_PORT" DEMO_MINT_TOKENS=true \
-  JWT_SECRET="$JWT_SECRET" node scripts/demo-server.mjs
+  JWT_SECRET="$JWT_SECRET" DEMO_ADMIN_URL="http://127.0.0.1:$ADMIN_PORT" DEMO_ADMIN_API_KEY="$ADMIN_API_KEY" \
+  node scripts/demo-server.mjs
 checks+=(demo "${pids[-1]}" "http://127.0.0.1:$DEMO_PORT/healthz")
 
 say "Waiting for $((${#checks[@]} / 3)) services (up to ${READY_TIMEOUT_SEC} s)…"
@@ -238,6 +242,7 @@ Switchboard is running.
   HAProxy stats   http://127.0.0.1:$LB_STATS_PORT/stats
   Gateways       $gateway_urls
   Dispatcher      http://127.0.0.1:$DISPATCHER_OPS_PORT/metrics
+  Console         http://127.0.0.1:$ADMIN_PORT/console   sign in with ADMIN_API_KEY below
   Admin API       http://127.0.0.1:$ADMIN_PORT/docs
   Redis           $REDIS_URL $redis_note
   Logs            $LOGS/

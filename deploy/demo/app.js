@@ -5,8 +5,13 @@ const TYPING_IDLE_MS = 2_000;
 const TYPING_SHOWN_MS = 5_000;
 
 let lbUrl = '';
+let notifyEnabled = false;
 let socket = null;
+/** The access token of this session, in memory only: /dev/notify needs it to know who asks. */
+let token = null;
 let currentRoom = null;
+/** Distinct users in the current room: the join's count, then member_joined / member_left. */
+let members = 0;
 /** Last message id seen per room, so a rejoin after a reconnect asks for what was missed. */
 const lastIds = new Map();
 const typingUsers = new Map();
@@ -73,13 +78,33 @@ async function fetchToken() {
   const res = await window.fetch(`/dev/token?${params}`, { cache: 'no-store' });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error?.message ?? `token request failed (HTTP ${res.status})`);
+  token = body.token;
   return body.token;
+}
+
+/** The unread count, in the session panel and the badge. */
+function setUnread(count) {
+  const known = Number.isInteger(count);
+  $('unread').textContent = known ? String(count) : '–';
+  const badge = $('badge');
+  badge.textContent = `${known ? count : 0} unread`;
+  badge.classList.toggle('has-unread', known && count > 0);
+}
+
+function unreadCount() {
+  const n = Number($('unread').textContent);
+  return Number.isInteger(n) ? n : 0;
+}
+
+function renderMembers() {
+  $('room-info').textContent = currentRoom ? `${members} member${members === 1 ? '' : 's'}` : '';
 }
 
 function setConnected(on) {
   $('state').textContent = on ? 'connected' : socket?.active ? 'reconnecting…' : 'disconnected';
   $('state').className = `state ${on ? 'on' : 'off'}`;
   for (const button of document.querySelectorAll('[data-needs-socket]')) button.disabled = !on;
+  if (!notifyEnabled) $('notify-me').disabled = true;
   $('connect').disabled = Boolean(socket);
   $('disconnect').disabled = !socket;
   if (!on) {
@@ -142,7 +167,7 @@ function connect() {
   socket.on('session:ready', async (s) => {
     $('pod').textContent = s.pod;
     $('socket-id').textContent = s.socketId;
-    $('unread').textContent = String(s.unread);
+    setUnread(s.unread);
     log(`session:ready as ${s.userId} on pod ${s.pod}`);
     // Room membership belongs to the socket: a new socket joins again and catches up.
     if (currentRoom) await join(currentRoom, true);
@@ -183,10 +208,17 @@ function connect() {
   });
 
   socket.on('room:member_joined', ({ room, userId, name }) => {
-    if (room === currentRoom) system(`${name ? `${name} (${userId})` : userId} joined`);
+    if (room !== currentRoom) return;
+    members += 1;
+    renderMembers();
+    system(`${name ? `${name} (${userId})` : userId} joined`);
   });
   socket.on('room:member_left', ({ room, userId }) => {
-    if (room === currentRoom) system(`${userId} left`);
+    if (room !== currentRoom) return;
+    // This socket is still in the room: at least one member.
+    members = Math.max(1, members - 1);
+    renderMembers();
+    system(`${userId} left`);
   });
 
   socket.on('presence:changed', (p) => {
@@ -196,10 +228,10 @@ function connect() {
 
   socket.on('notification', (n) => {
     $('notifications').prepend(notificationItem({ ...n, read: false }));
-    $('unread').textContent = String(Number($('unread').textContent || 0) + 1);
+    setUnread(unreadCount() + 1);
     log(`notification: ${n.type}${n.title ? ` "${n.title}"` : ''}`);
   });
-  socket.on('notification:unread', ({ unread }) => ($('unread').textContent = String(unread)));
+  socket.on('notification:unread', ({ unread }) => setUnread(unread));
 }
 
 function teardown() {
@@ -207,8 +239,12 @@ function teardown() {
   socket?.io.removeAllListeners();
   socket?.disconnect();
   socket = null;
+  token = null;
   setConnected(false);
-  for (const id of ['pod', 'socket-id', 'unread']) $(id).textContent = '–';
+  for (const id of ['pod', 'socket-id']) $(id).textContent = '–';
+  setUnread(undefined);
+  // The room is joined again on the next connect; its count comes with that join.
+  $('room-info').textContent = '';
 }
 
 // ---------- rooms ----------
@@ -235,7 +271,8 @@ async function join(room, rejoin = false) {
     system(`joined ${res.data.room}`);
   }
   currentRoom = res.data.room;
-  $('room-info').textContent = `${res.data.members} member${res.data.members === 1 ? '' : 's'}`;
+  members = res.data.members;
+  renderMembers();
   const history = res.data.history;
   if (history) {
     if (!history.recovered) system('some messages were missed while disconnected');
@@ -295,22 +332,31 @@ async function refreshNotifications() {
   const res = await request('notification:list', { limit: 20 });
   if (!res.ok) return showError('notification:list', res.error);
   $('notifications').replaceChildren(...res.data.items.map(notificationItem));
-  $('unread').textContent = String(res.data.unread);
+  setUnread(res.data.unread);
+}
+
+async function sendMeANotification() {
+  const button = $('notify-me');
+  button.disabled = true;
+  try {
+    const res = await window.fetch('/dev/notify', { method: 'POST', headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) log(`send me a notification: ${body.error?.message ?? `HTTP ${res.status}`}`, 'error');
+    else log(`notification ${body.id} sent through the admin API; it arrives as a "notification" event`);
+  } catch (err) {
+    log(`send me a notification: ${err.message}`, 'error');
+  } finally {
+    button.disabled = !socket?.connected;
+  }
 }
 
 // ---------- wiring ----------
 
 async function init() {
-  const config = await window
-    .fetch('/config.json')
-    .then((r) => r.json())
-    .catch(() => ({}));
-  lbUrl = config.lbUrl || `${window.location.protocol}//${window.location.hostname}:${config.lbPort ?? 8000}`;
-  $('lb').textContent = lbUrl;
-  if (config.mintTokens === false) log('token minting is off on the demo server (DEMO_MINT_TOKENS=true enables it)', 'error');
-
-  $('user').value = window.localStorage.getItem('sb-demo-user') || `user-${Math.random().toString(36).slice(2, 6)}`;
-  $('name').value = window.localStorage.getItem('sb-demo-name') || '';
+  // Defaults and handlers first, before anything is awaited: what is typed or clicked while the
+  // configuration loads is kept (Connect waits for it).
+  $('user').value ||= window.localStorage.getItem('sb-demo-user') || `user-${Math.random().toString(36).slice(2, 6)}`;
+  $('name').value ||= window.localStorage.getItem('sb-demo-name') || '';
 
   $('connect-form').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -336,7 +382,7 @@ async function init() {
     if (!res.ok) return showError('room:leave', res.error);
     system(`left ${currentRoom}`);
     currentRoom = null;
-    $('room-info').textContent = '';
+    renderMembers();
   });
 
   $('message').addEventListener('input', () => {
@@ -367,14 +413,27 @@ async function init() {
   });
 
   $('refresh').addEventListener('click', refreshNotifications);
+  $('notify-me').addEventListener('click', sendMeANotification);
   $('read-all').addEventListener('click', async () => {
     const res = await request('notification:read', { all: true });
     if (!res.ok) return showError('notification:read', res.error);
-    $('unread').textContent = String(res.data.unread);
+    setUnread(res.data.unread);
     for (const li of $('notifications').children) li.classList.remove('unread');
   });
 
   setConnected(false);
+  $('connect').disabled = true;
+
+  const config = await window
+    .fetch('/config.json')
+    .then((r) => r.json())
+    .catch(() => ({}));
+  lbUrl = config.lbUrl || `${window.location.protocol}//${window.location.hostname}:${config.lbPort ?? 8000}`;
+  $('lb').textContent = lbUrl;
+  if (config.mintTokens === false) log('token minting is off on the demo server (DEMO_MINT_TOKENS=true enables it)', 'error');
+  notifyEnabled = config.notify === true;
+  if (!notifyEnabled) $('notify-me').title = 'The demo server has no admin API (DEMO_ADMIN_URL, DEMO_ADMIN_API_KEY)';
+  $('connect').disabled = Boolean(socket);
 }
 
 init();

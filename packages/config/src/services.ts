@@ -274,6 +274,8 @@ const AdminEnv = Type.Object({
   ADMIN_API_KEYS: Type.Optional(Type.String()),
   ADMIN_RATE_LIMIT_PER_MIN: PositiveInt(600),
   ADMIN_MAX_PAYLOAD_BYTES: PositiveInt(64 * 1024, 16),
+  ADMIN_CONSOLE_SESSION_TTL_SEC: Type.Integer({ minimum: 60, maximum: 7 * 86_400, default: 8 * 3600 }),
+  HEARTBEAT_INTERVAL_MS: PositiveInt(5000, 50),
   HISTORY_MAX_LENGTH: PositiveInt(200, 0),
   HISTORY_MAX_BYTES: PositiveInt(1024 * 1024, 1024),
   HISTORY_TTL_SEC: PositiveInt(86_400),
@@ -288,6 +290,12 @@ export interface AdminConfig extends CommonConfig {
   rateLimitPerMin: number;
   /** Largest `data` of a message published through the admin API, as JSON bytes. @default 65536 */
   maxPayloadBytes: number;
+  /** The gateways' heartbeat interval, for the pod states the console shows. @default 5000 */
+  heartbeatIntervalMs: number;
+  console: {
+    /** Lifetime of a console sign-in (shorter for an access token that expires first). @default 28800 */
+    sessionTtlSec: number;
+  };
   history: HistoryConfig;
 }
 
@@ -309,6 +317,8 @@ export function loadAdminConfig(env: Env = process.env): AdminConfig {
     adminApiKeys,
     rateLimitPerMin: e.ADMIN_RATE_LIMIT_PER_MIN,
     maxPayloadBytes: e.ADMIN_MAX_PAYLOAD_BYTES,
+    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+    console: { sessionTtlSec: e.ADMIN_CONSOLE_SESSION_TTL_SEC },
     history: history(e),
   };
 }

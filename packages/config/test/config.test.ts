@@ -20,7 +20,12 @@ describe('environment validation', () => {
     });
     expect(c.podId).toMatch(/-\d+$/);
     expect(loadDispatcherConfig({})).toMatchObject({ opsPort: 9101, concurrency: 16 });
-    expect(loadAdminConfig({ ADMIN_API_KEYS: 'k'.repeat(16) })).toMatchObject({ port: 8080, adminApiKeys: ['k'.repeat(16)] });
+    expect(loadAdminConfig({ ADMIN_API_KEYS: 'k'.repeat(16) })).toMatchObject({
+      port: 8080,
+      adminApiKeys: ['k'.repeat(16)],
+      heartbeatIntervalMs: 5000,
+      console: { sessionTtlSec: 28_800 },
+    });
   });
 
   it('converts and checks types, naming the variable', () => {
@@ -42,6 +47,19 @@ describe('environment validation', () => {
     }
     expect(() => loadAdminConfig({})).toThrow(/ADMIN_API_KEYS/);
     expect(() => loadAdminConfig({ ADMIN_API_KEYS: 'short' })).toThrow(/ADMIN_API_KEYS/);
+    const key = { ADMIN_API_KEYS: 'k'.repeat(16) };
+    for (const [env, message] of [
+      [{ ...key, ADMIN_CONSOLE_SESSION_TTL_SEC: '30' }, /^Invalid configuration: ADMIN_CONSOLE_SESSION_TTL_SEC /],
+      [{ ...key, ADMIN_CONSOLE_SESSION_TTL_SEC: String(8 * 86_400) }, /ADMIN_CONSOLE_SESSION_TTL_SEC/],
+      [{ ...key, HEARTBEAT_INTERVAL_MS: '10' }, /^Invalid configuration: HEARTBEAT_INTERVAL_MS /],
+    ] as const) {
+      expect(() => loadAdminConfig(env)).toThrow(ConfigError);
+      expect(() => loadAdminConfig(env)).toThrow(message);
+    }
+    expect(loadAdminConfig({ ...key, ADMIN_CONSOLE_SESSION_TTL_SEC: '600', HEARTBEAT_INTERVAL_MS: '1000' })).toMatchObject({
+      heartbeatIntervalMs: 1000,
+      console: { sessionTtlSec: 600 },
+    });
   });
 
   it('refuses a JWKS URL over plain http except on a loopback host, naming JWT_JWKS_URL', () => {

@@ -269,8 +269,14 @@ export function createProducer(options: ProducerOptions): Producer {
     async close() {
       if (closed) return;
       closed = true;
-      // BullMQ waits for a connection that is not up yet; ending our own client releases it.
-      if (ownClient && client.status !== 'ready') client.disconnect();
+      if (ownClient && client.status !== 'ready') {
+        // BullMQ is still waiting for this client to be ready. Ending the client fails that wait,
+        // and BullMQ reports the failure to the queue's listeners, which closing the queue would
+        // remove (the failure would then be an unhandled rejection). The queue holds nothing but
+        // this client: end the client and leave the queue to the garbage collector.
+        client.disconnect();
+        return;
+      }
       await boundedClose(queue.close(), 2000);
       if (!ownClient) return;
       try {

@@ -1,7 +1,8 @@
+import { createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, inject, it } from 'vitest';
-import { freePort, randomKeyPrefix, type RedisHandle, startRedis } from '@switchboard/testkit';
+import { eventually, freePort, randomKeyPrefix, type RedisHandle, startRedis } from '@switchboard/testkit';
 import { NOTIFICATIONS_QUEUE, STORED_NOTIFICATION_ID_PATTERN, SwitchboardError, type NotificationJob } from '@switchboard/protocol';
 import { keys, NotificationLedger, notificationDigest } from '@switchboard/store';
 import {
@@ -239,6 +240,36 @@ describe('createProducer', () => {
     const closing = Date.now();
     await p.close();
     expect(Date.now() - closing).toBeLessThan(3000);
+  });
+
+  it('closes without leaving a rejection behind while it is still connecting', async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    const port = await freePort();
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => sockets.push(socket));
+    try {
+      const errors: Error[] = [];
+      const p = createProducer({ connection: `redis://127.0.0.1:${port}`, keyPrefix: prefix(), onError: (err) => errors.push(err) });
+      await eventually(() => errors.length > 0, { what: 'a refused connection' });
+      // Now something listens there that never answers: the next attempt connects and waits.
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+      await eventually(() => sockets.length > 0, { what: 'the next attempt' });
+      const closing = Date.now();
+      await p.close();
+      expect(Date.now() - closing).toBeLessThan(1000);
+      // The connection ends once the server lets go; BullMQ's wait for it fails then, and that
+      // failure must reach the error callback, not become an unhandled rejection.
+      const before = errors.length;
+      for (const socket of sockets) socket.destroy();
+      await eventually(() => errors.length > before || unhandled.length > 0, { what: 'the end of the connection attempt' });
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', record);
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
   });
 
   describe('when Redis goes away', () => {

@@ -66,6 +66,11 @@ export function keys(prefix: string) {
     // ---- notifications (per id) ----
     /** String: the delivery record of a notification id (idempotency window), see NotificationLedger. */
     notification: (id: string) => `${p}:notif:{${id}}`,
+    // ---- operator console (admin service) ----
+    // Kept apart from everything the gateways and the dispatcher write. The key holds a digest of
+    // the session id, never the id itself: whoever reads Redis cannot replay a session cookie.
+    /** STRING JSON of one console sign-in, with a TTL; `idDigest` is the SHA-256 (hex) of the cookie's session id. */
+    consoleSession: (idDigest: string) => `${p}:console:session:${idDigest}`,
   };
 }
 export type Keys = ReturnType<typeof keys>;

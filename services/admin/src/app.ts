@@ -9,15 +9,18 @@ import type { Broadcaster, RedisClient } from '@switchboard/store';
 import { bearerCredential, createApiKeyMatcher } from './api-keys.js';
 import { validatorCompiler } from './validation.js';
 import helmet from './plugins/external/helmet.js';
+import cookie from './plugins/external/cookie.js';
 import rateLimit from './plugins/external/rate-limit.js';
 import swagger from './plugins/external/swagger.js';
 import auth from './plugins/app/auth.js';
+import consoleSessions from './plugins/app/console-sessions.js';
 import emitter from './plugins/app/emitter.js';
 import errorHandler from './plugins/app/error-handler.js';
 import lifecycle from './plugins/app/lifecycle.js';
 import metrics from './plugins/app/metrics.js';
 import queue from './plugins/app/queue.js';
 import store from './plugins/app/store.js';
+import consoleRoutes from './routes/console/index.js';
 import notificationsRoutes from './routes/notifications/index.js';
 import opsRoutes from './routes/ops/index.js';
 import queuesRoutes from './routes/queues/index.js';
@@ -44,9 +47,10 @@ const MAX_PARAM_LENGTH = 1024;
 const MIN_BODY_LIMIT = 1024 * 1024;
 
 /**
- * The admin API (SPEC §7): external plugins (security headers, rate limiting, OpenAPI), then
- * the app's plugins (errors, lifecycle, metrics, Redis-backed stores, emitter, queue, auth),
- * then the routes. The caller listens and closes; the deps' clients stay the caller's.
+ * The admin API (SPEC §7): external plugins (security headers, rate limiting, OpenAPI, cookies),
+ * then the app's plugins (errors, lifecycle, metrics, Redis-backed stores, emitter, queue,
+ * console sessions, auth), then the routes: probes, the operator console, `/v1`. The caller
+ * listens and closes; the deps' clients stay the caller's.
  */
 export async function buildAdmin(deps: AdminDeps, config: AdminConfig): Promise<FastifyInstance> {
   const app = Fastify({
@@ -61,15 +65,22 @@ export async function buildAdmin(deps: AdminDeps, config: AdminConfig): Promise<
   app.removeContentTypeParser('text/plain');
 
   const matchApiKey = createApiKeyMatcher(config.adminApiKeys);
-  const rateLimitKey = (request: FastifyRequest): string => {
+  const rateLimitKey = async (request: FastifyRequest): Promise<string> => {
     const credential = bearerCredential(request.headers.authorization);
-    const key = credential === undefined ? -1 : matchApiKey(credential);
-    return key >= 0 ? `key:${key}` : `ip:${request.ip}`;
+    if (credential !== undefined) {
+      const key = matchApiKey(credential);
+      return key >= 0 ? `key:${key}` : `ip:${request.ip}`;
+    }
+    // A console session signed in with an API key shares that key's budget. A failed lookup
+    // (Redis away) is answered by `authenticate`, which sees the same lookup.
+    const session = await app.consoleSessions.find(request).catch(() => null);
+    return session?.principal.kind === 'api-key' ? `key:${session.principal.key}` : `ip:${request.ip}`;
   };
 
   await app.register(helmet);
   await app.register(rateLimit, { max: config.rateLimitPerMin, keyGenerator: rateLimitKey });
   await app.register(swagger);
+  await app.register(cookie);
 
   await app.register(errorHandler, { redisReady: () => deps.redis.status === 'ready' });
   await app.register(lifecycle);
@@ -77,9 +88,15 @@ export async function buildAdmin(deps: AdminDeps, config: AdminConfig): Promise<
   await app.register(store, { redis: deps.redis, keyPrefix: config.keyPrefix, history: config.history });
   await app.register(emitter, { emitter: deps.emitter });
   await app.register(queue, { producer: deps.producer });
+  await app.register(consoleSessions, {
+    keyPrefix: config.keyPrefix,
+    apiKeys: config.adminApiKeys,
+    ttlSec: config.console.sessionTtlSec,
+  });
   await app.register(auth, { matchApiKey, ...(deps.verifier ? { verifier: deps.verifier } : {}) });
 
   await app.register(opsRoutes);
+  await app.register(consoleRoutes, { heartbeatIntervalMs: config.heartbeatIntervalMs });
   await app.register(
     async (v1) => {
       v1.addHook('onRequest', v1.rateLimit());

@@ -57,6 +57,16 @@ export class AdminError extends Error {
 
 export const notFound = (what: string) => new AdminError('NOT_FOUND', `${what} not found`);
 
+/** The realm of the admin's `WWW-Authenticate` challenges. */
+export const REALM = 'Bearer realm="switchboard-admin"';
+
+/** 401 with its `WWW-Authenticate` challenge; `invalidToken` when a credential was given and refused. */
+export function unauthorized(message: string, invalidToken: boolean): AdminError {
+  return new AdminError('UNAUTHORIZED', message, undefined, {
+    'www-authenticate': invalidToken ? `${REALM}, error="invalid_token"` : REALM,
+  });
+}
+
 function fromProtocol(code: ErrorCode): AdminErrorCode {
   switch (code) {
     case 'INVALID_PAYLOAD':

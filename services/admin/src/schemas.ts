@@ -240,6 +240,34 @@ export const JobParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9._
 
 export const RetryResponse = Type.Object({ id: Type.String() }, { ...strict, description: 'Moved back to waiting' });
 
+// ---- operator console ----
+
+/** OpenAPI security requirement of the console's session routes. */
+export const CONSOLE_SESSION = [{ consoleSession: [] }];
+
+export const ConsoleSignInBody = Type.Object(
+  {
+    credential: Type.String({
+      minLength: 1,
+      maxLength: 16_384,
+      description: 'an admin API key (`ADMIN_API_KEYS`) or an access token whose `roles` include `admin`',
+    }),
+  },
+  { ...strict, description: 'Sign in' },
+);
+
+export const ConsoleSessionResponse = Type.Object(
+  {
+    principal: Type.String({ description: 'who is signed in: `api-key#<n>` (by position) or `token:<sub>`' }),
+    expiresAt: Millis('end of the session'),
+    csrfToken: Type.String({
+      description: 'to send as `X-CSRF-Token` on every state-changing request made with the session cookie',
+    }),
+    heartbeatIntervalMs: Count('the gateways’ heartbeat interval (`HEARTBEAT_INTERVAL_MS`), which tells live pods from late ones'),
+  },
+  { ...strict, description: 'The console session' },
+);
+
 export type StatsResponse = Static<typeof StatsResponse>;
 export type UserResponse = Static<typeof UserResponse>;
 export type FailedJob = Static<typeof FailedJob>;
@@ -258,4 +286,5 @@ export const responseSchemas = {
   NotificationResponse,
   QueueResponse,
   RetryResponse,
+  ConsoleSessionResponse,
 } satisfies Record<string, TSchema>;

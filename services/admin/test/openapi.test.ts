@@ -26,6 +26,8 @@ const EXPECTED = {
   '/v1/notifications': ['post'],
   '/v1/queues/notifications': ['get'],
   '/v1/queues/notifications/jobs/{id}/retry': ['post'],
+  '/console': ['get'],
+  '/console/session': ['delete', 'get', 'post'],
 };
 
 /** A Chromium on PATH, for the Swagger UI check. */
@@ -60,6 +62,9 @@ describe('OpenAPI document, docs, metrics', () => {
         if (path.startsWith('/v1/')) {
           expect(op.security, path).toEqual([{ bearer: [] }]);
           expect(Object.keys(op.responses), path).toEqual(expect.arrayContaining(['401', '403', '429']));
+        } else if (path === '/console/session' && op !== item.post) {
+          // signing in needs no session; reading and ending one does
+          expect(op.security, path).toEqual([{ consoleSession: [] }]);
         } else {
           expect(op.security, path).toBeUndefined();
         }

@@ -1,2 +1,3 @@
 export * from './cluster.js';
 export * from './services.js';
+export * from './service-processes.js';

@@ -7,7 +7,7 @@ export interface RateLimitOptions {
   /** Requests per minute per key. */
   max: number;
   /** The bucket of a request: its admin API key, or else its client address. */
-  keyGenerator: (request: FastifyRequest) => string;
+  keyGenerator: (request: FastifyRequest) => string | Promise<string>;
 }
 
 /**

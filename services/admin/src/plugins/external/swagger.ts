@@ -24,6 +24,14 @@ export default fp(
               scheme: 'bearer',
               description: 'An admin API key (`ADMIN_API_KEYS`) or an access token whose `roles` include `admin`.',
             },
+            consoleSession: {
+              type: 'apiKey',
+              in: 'cookie',
+              name: 'sb_console',
+              description:
+                'The operator console’s session, set by `POST /console/session`. The `/v1` routes accept it too ' +
+                '(state-changing ones only from this origin and with the session’s `X-CSRF-Token`).',
+            },
           },
         },
         tags: [
@@ -32,6 +40,7 @@ export default fp(
           { name: 'users', description: 'Online users, presence, disconnects' },
           { name: 'rooms', description: 'Rooms, members and server-side publish' },
           { name: 'notifications', description: 'The notification queue' },
+          { name: 'console', description: 'The operator console: its page, sign-in and sign-out' },
         ],
       },
       transformObject: (documentObject) => {

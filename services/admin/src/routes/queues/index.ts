@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Job } from 'bullmq';
 import { AdminError, notFound } from '../../errors.js';
+import { jobSummary } from '../../jobs.js';
 import { describePrincipal } from '../../plugins/app/auth.js';
 import {
   AUTH_ERRORS,
@@ -14,8 +15,6 @@ import {
   type FailedJob,
 } from '../../schemas.js';
 
-const TARGETS = { userId: 'user', userIds: 'users', room: 'room', broadcast: 'broadcast' } as const;
-
 /** What is shown of a failed job: its bookkeeping, the notification type and target kind, never its data. */
 function failedJob(job: Job): FailedJob | undefined {
   if (job.id === undefined) return undefined;
@@ -27,16 +26,7 @@ function failedJob(job: Job): FailedJob | undefined {
     timestamp: job.timestamp,
   };
   if (job.finishedOn !== undefined) out.finishedOn = job.finishedOn;
-  const data: unknown = job.data;
-  if (typeof data === 'object' && data !== null) {
-    const { type, to } = data as { type?: unknown; to?: unknown };
-    if (typeof type === 'string') out.type = type.slice(0, 64);
-    if (typeof to === 'object' && to !== null) {
-      const key = (Object.keys(TARGETS) as (keyof typeof TARGETS)[]).find((k) => k in to);
-      if (key) out.target = TARGETS[key];
-    }
-  }
-  return out;
+  return { ...out, ...jobSummary(job.data) };
 }
 
 const queuesRoutes: FastifyPluginAsyncTypebox = async (app) => {
