@@ -104,6 +104,8 @@ export interface Producer {
    */
   notifyMany(jobs: readonly NotificationJob[], opts?: NotifyOptions): Promise<{ ids: string[]; jobIds: string[] }>;
   /** Closes the queue, and the Redis client when the producer made it. */
+  /** Resolves once Redis is reachable; rejects with `UNAVAILABLE` after `connectTimeoutMs` (or when closed). */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -265,6 +267,8 @@ export function createProducer(options: ProducerOptions): Producer {
       await refuseKeptConflicts(jobs, jobIds);
       return { ids: jobs.map((job, i) => notificationIdOf(job, jobIds[i]!)), jobIds };
     },
+
+    ready: whenReady,
 
     async close() {
       if (closed) return;

@@ -158,6 +158,25 @@ export async function waitForReplicas(client: RedisClient, replicas: number | un
   if (least < replicas) throw new ReplicationTimeoutError(replicas, least);
 }
 
+/**
+ * Makes the promises of `methods` of `client` handled: a library that calls them without
+ * awaiting (the Socket.IO Redis adapters publish and subscribe fire-and-forget) would otherwise
+ * leave an unhandled rejection when Redis is away, which takes the process down. Callers that
+ * await still get the rejection; `onError` hears of every failure.
+ */
+export function handleRejections(client: RedisClient, methods: readonly string[], onError: (err: unknown, method: string) => void): void {
+  const target = client as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const method of methods) {
+    const original = target[method];
+    if (typeof original !== 'function') continue;
+    target[method] = (...args: unknown[]) => {
+      const result = original.apply(client, args);
+      if (result instanceof Promise) result.catch((err: unknown) => onError(err, method));
+      return result;
+    };
+  }
+}
+
 /** Resolves when the client is ready, or rejects after `timeoutMs`. */
 export async function waitReady(client: RedisClient, timeoutMs = 10_000): Promise<void> {
   if (client.status === 'ready') return;

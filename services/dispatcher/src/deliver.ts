@@ -21,6 +21,9 @@ export class IdConflictError extends UnrecoverableError {
 
 export type TargetKind = 'user' | 'users' | 'room' | 'broadcast';
 
+/** How soon a job whose id another job is delivering looks again. */
+export const BUSY_RETRY_MS = 500;
+
 export interface Delivery {
   notification: Notification;
   target: TargetKind;
@@ -92,8 +95,8 @@ export async function deliver(deps: DeliverDeps, job: Job<unknown>, token?: stri
     case 'done':
       return { notification, target, stored: 0, duplicate: true };
     case 'busy':
-      // another job delivers this id right now: look again when its lease ends
-      await job.moveToDelayed(Date.now() + claim.retryAfterMs, token);
+      // another job delivers this id right now: look again soon (at the latest when its lease ends)
+      await job.moveToDelayed(Date.now() + Math.min(claim.retryAfterMs, BUSY_RETRY_MS), token);
       throw new DelayedError();
     case 'claimed':
       break;

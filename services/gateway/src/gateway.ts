@@ -8,7 +8,18 @@ import type { TokenVerifier } from '@switchboard/auth';
 import type { GatewayConfig } from '@switchboard/config';
 import { answerHealth, startOpsServer, type Logger, type OpsServer } from '@switchboard/observability';
 import { CLIENT_EVENTS, ioKey, userRoom, type ClientEventName } from '@switchboard/protocol';
-import { keys, pingWithin, PublishBudget, ReadModel, Registry, RoomHistory, type HeldSocket, type RedisClient } from '@switchboard/store';
+import {
+  handleRejections,
+  keys,
+  pingWithin,
+  PublishBudget,
+  ReadModel,
+  Registry,
+  RoomHistory,
+  throttled,
+  type HeldSocket,
+  type RedisClient,
+} from '@switchboard/store';
 import type { GatewayContext, GatewayServer, HandlerScope, InboxReader, SocketState } from './context.js';
 import { createHandshake, originAllowed, type Admission, type GatewaySocket } from './handshake.js';
 import { unknownEvent, wrap, type Handler, type HandlerMap } from './handler.js';
@@ -107,6 +118,16 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
             requestsTimeout: 5000,
           }),
   });
+
+  // The adapters publish and subscribe without awaiting: a failure while Redis is away must be
+  // counted and logged, not left unhandled (it would end the process).
+  const pubsubFailed = throttled((err: unknown, method: string) => logger.warn({ err, method }, 'pub/sub command failed'), 5000);
+  const onPubsubError = (err: unknown, method: string) => {
+    metrics.pubsubErrors.inc();
+    pubsubFailed(err, method);
+  };
+  handleRejections(deps.pubClient, ['publish', 'spublish'], onPubsubError);
+  handleRejections(deps.subClient, ['subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe'], onPubsubError);
 
   // what the adapter's subscriber receives: the cost of pub/sub on this pod (classic: every broadcast)
   const received = () => metrics.pubsubReceived.inc();

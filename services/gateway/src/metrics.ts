@@ -67,6 +67,11 @@ export function createGatewayMetrics(registry: Registry) {
       help: 'Pub/sub messages this pod\'s adapter subscriber received (broadcasts of every pod, the dispatcher and the admin API): with classic pub/sub every pod receives every broadcast, with sharded only those of rooms it holds',
       registers,
     }),
+    pubsubErrors: new Counter({
+      name: 'switchboard_pubsub_errors_total',
+      help: 'Publishes and subscriptions of the adapter that Redis refused or could not take (Redis away): those broadcasts were lost',
+      registers,
+    }),
     heartbeatFailures: new Counter({
       name: 'switchboard_registry_heartbeat_failures_total',
       help: 'Heartbeats that could not be written',

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collect, eventually, startRedis, waitFor, type RedisHandle } from '@switchboard/testkit';
+import { collect, eventually, scrapeMetric, startRedis, waitFor, type RedisHandle } from '@switchboard/testkit';
 import { startCluster, type Cluster } from '@switchboard/harness';
 import { keys } from '@switchboard/store';
 
@@ -26,6 +26,12 @@ describe('when Redis goes away', () => {
     expect(ack).toEqual({ ok: false, error: { code: 'UNAVAILABLE', message: 'Temporarily unavailable, retry later' } });
     expect((await c.emitWithAck('presence:watch', { userIds: ['w1', 'w2'] })).ok).toBe(false);
     expect((await c.emitWithAck('session:ping', {})).ok).toBe(true); // what needs no Redis still works
+    // typing needs no Redis write, but its broadcast is a publish: it fails, counted, and nothing is left unhandled
+    const errorsBefore = await scrapeMetric(`${g.opsUrl}/metrics`, 'switchboard_pubsub_errors_total');
+    expect((await c.emitWithAck('room:typing', { room: 'public:o', typing: true })).ok).toBe(true);
+    await eventually(async () => (await scrapeMetric(`${g.opsUrl}/metrics`, 'switchboard_pubsub_errors_total')) > errorsBefore, {
+      what: 'the failed publish counted',
+    });
     await eventually(async () => (await fetch(`${g.url}/readyz`)).status === 503);
     expect((await fetch(`${g.url}/healthz`)).status).toBe(200);
     const refused = await cluster.refused({ sub: 'newcomer' });

@@ -58,7 +58,13 @@ export default fp<QueueOptions>(
     const unavailable = () => new AdminError('UNAVAILABLE', 'Redis is unavailable, retry later');
     async function withQueue<T>(operation: () => Promise<T>): Promise<T> {
       if (app.redis.status !== 'ready') throw unavailable();
-      return within(operation(), OPERATION_TIMEOUT_MS, unavailable);
+      // the queue's own client fails fast while it is not connected yet (its first connection, a
+      // failover): wait for it, bounded, instead of refusing at once
+      const run = async () => {
+        await producer.ready();
+        return operation();
+      };
+      return within(run(), OPERATION_TIMEOUT_MS, unavailable);
     }
     app.decorate('withQueue', withQueue);
 
