@@ -9,7 +9,7 @@ import { createDispatcher, type Dispatcher } from '@switchboard/dispatcher';
 import { createLogger, type Logger } from '@switchboard/observability';
 import { createProducer, type Producer } from '@switchboard/producer';
 import { ioKey } from '@switchboard/protocol';
-import { Broadcaster, closeRedis, createRedisClient, type RedisClient } from '@switchboard/store';
+import { Broadcaster, closeRedis, createRedisClient, waitReady, type RedisClient } from '@switchboard/store';
 import { redisEnvOf, TEST_JWT_SECRET } from '@switchboard/testkit';
 
 const quiet = { warn: () => {} };
@@ -84,6 +84,11 @@ export async function startAdmin(options: StartAdminOptions): Promise<TestAdmin>
     ...(config.jwt ? { verifier: createVerifier(config.jwt) } : {}),
     ...options.deps,
   };
+  // as main.ts does before it listens: the client is connected (a Cluster client needs its slot
+  // map), unless Redis refuses it (the tests of an unreachable Redis)
+  if (!options.deps?.redis) {
+    await Promise.race([waitReady(redis, 10_000), new Promise((resolve) => redis.once('error', resolve))]).catch(() => undefined);
+  }
   const app = await buildAdmin(deps, config);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
