@@ -1,8 +1,9 @@
 import { Queue } from 'bullmq';
+import { Cluster as RedisCluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createProducer, type Producer } from '@switchboard/producer';
+import { createProducer, loadRedisConfig, type Producer } from '@switchboard/producer';
 import { NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { closeRedis, createRedisClient, isCluster, keys, queuePrefix, type RedisClient } from '@switchboard/store';
+import { closeRedis, keys, type RedisClient } from '@switchboard/store';
 import { collect, eventually, waitFor } from '@switchboard/testkit';
 import { startCluster, type Cluster } from '@switchboard/harness';
 import { spawnDispatcher, type DispatcherProcess } from './helpers.js';
@@ -13,14 +14,17 @@ describe('notifications end to end: gateway processes, a dispatcher process, rea
   let producer: Producer;
   let plain: Queue;
   let connection: RedisClient;
+  let plainPrefix: string;
 
   beforeAll(async () => {
     cluster = await startCluster({ redis: inject('redis'), gateways: 2, processes: true });
     dispatcher = spawnDispatcher({ ...cluster.redisEnv, KEY_PREFIX: cluster.keyPrefix });
-    producer = createProducer({ connection: cluster.redisConfig, keyPrefix: cluster.keyPrefix });
-    // a backend service with plain BullMQ: its own client, the queue prefix in braces on Cluster (SPEC §6)
-    connection = createRedisClient(cluster.redisConfig, 'test-plain-bullmq', { warn: () => {} });
-    plain = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix: queuePrefix(cluster.keyPrefix, isCluster(connection)) });
+    // as a backend service sets it up: the topology from the same variables the services read
+    producer = createProducer({ connection: loadRedisConfig(cluster.redisEnv), keyPrefix: cluster.keyPrefix });
+    // a backend service with plain BullMQ and a stock ioredis client, set up as the README shows:
+    // on Cluster the queue prefix is the key prefix in braces (SPEC §6)
+    ({ connection, prefix: plainPrefix } = plainBullmqConnection(cluster.redisEnv, cluster.keyPrefix));
+    plain = new Queue(NOTIFICATIONS_QUEUE, { connection, prefix: plainPrefix });
     plain.on('error', () => {});
   });
   afterAll(async () => {
@@ -125,3 +129,20 @@ describe('notifications end to end: gateway processes, a dispatcher process, rea
     expect(list.ok && list.data.unread).toBe(1);
   });
 });
+
+/** What a backend without the SDK writes: ioredis from its own settings, no Switchboard package. */
+function plainBullmqConnection(env: Record<string, string>, keyPrefix: string): { connection: RedisClient; prefix: string } {
+  const hostPort = (address: string) => {
+    const at = address.lastIndexOf(':');
+    return { host: address.slice(0, at), port: Number(address.slice(at + 1)) };
+  };
+  if (env.REDIS_CLUSTER_NODES) {
+    const connection = new RedisCluster(env.REDIS_CLUSTER_NODES.split(',').map(hostPort));
+    return { connection, prefix: `{${keyPrefix}}` };
+  }
+  if (env.REDIS_SENTINELS) {
+    const connection = new Redis({ sentinels: env.REDIS_SENTINELS.split(',').map(hostPort), name: env.REDIS_SENTINEL_NAME! });
+    return { connection, prefix: keyPrefix };
+  }
+  return { connection: new Redis(env.REDIS_URL!), prefix: keyPrefix };
+}

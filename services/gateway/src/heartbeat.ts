@@ -29,6 +29,10 @@ export interface Heartbeat {
  * A pod reaps only after it has itself beaten without a gap for two intervals: after a Redis
  * outage (or a stall of this pod) every heartbeat is old, and the first pod back must not take the
  * others for dead before they had the time to beat again.
+ *
+ * The first beat after a gap (beats that failed, or one missed) also puts back what this pod holds:
+ * the Redis that answers now may have lost writes (a replica promoted by Sentinel or a Cluster
+ * failover, a restart from an older snapshot) without this pod's client ever reconnecting.
  */
 export function createHeartbeat(deps: HeartbeatDeps): Heartbeat {
   const { registry, readModel, pod, logger, metrics, io } = deps;
@@ -40,18 +44,25 @@ export function createHeartbeat(deps: HeartbeatDeps): Heartbeat {
   let startedAt: number | undefined;
   let lastBeatAt: number | undefined;
   let healthySince: number | undefined;
+  let failedSinceBeat = false;
 
   async function beat(): Promise<number> {
     const end = metrics.registryDuration.startTimer({ op: 'heartbeat' });
     try {
       const hb = await registry.heartbeat(pod.instance, startedAt);
       const first = startedAt === undefined;
+      const gap = failedSinceBeat || (lastBeatAt !== undefined && hb.now - lastBeatAt > interval);
       startedAt = hb.startedAt;
-      if (lastBeatAt === undefined || hb.now - lastBeatAt > interval) healthySince = hb.now;
+      failedSinceBeat = false;
+      if (lastBeatAt === undefined || gap) healthySince = hb.now;
       lastBeatAt = hb.now;
-      if (!hb.known && !first) {
-        logger.warn({ instance: pod.instance.id }, 'this instance was reaped while alive; registering its sockets again');
-        pod.restore().catch((err: unknown) => logger.warn({ err }, 'registering the sockets again failed; retrying at the next beat'));
+      if (!first && (!hb.known || gap)) {
+        if (!hb.known) logger.warn({ instance: pod.instance.id }, 'this instance was reaped while alive; registering its sockets again');
+        else logger.info('heartbeats resumed after a gap; making the registry hold what this pod holds');
+        pod.restore().catch((err: unknown) => {
+          failedSinceBeat = true; // try again at the next beat
+          logger.warn({ err }, 'registering the sockets again failed; retrying at the next beat');
+        });
       }
       return hb.now;
     } finally {
@@ -65,6 +76,7 @@ export function createHeartbeat(deps: HeartbeatDeps): Heartbeat {
       now = await beat();
     } catch (err) {
       healthySince = undefined;
+      failedSinceBeat = true;
       metrics.heartbeatFailures.inc();
       logger.warn({ err }, 'heartbeat failed');
       return;

@@ -1,5 +1,6 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { keys, ReadModel } from '@switchboard/store';
+import { keys, ReadModel, Registry } from '@switchboard/store';
 import { collect, eventually, scrapeMetric, startRedis, type RedisHandle } from '@switchboard/testkit';
 import { startCluster, type Cluster, type ClusterGateway, type TestClient } from '@switchboard/harness';
 
@@ -234,5 +235,64 @@ describe('a Redis outage of a few seconds', () => {
     expect(presence.filter((p) => !p.online)).toEqual([]);
     expect(await model.counts()).toMatchObject({ connections: 5, usersOnline: 5, rooms: 1 });
     expect(await model.roomMemberCount(room)).toBe(5);
+  });
+});
+
+describe('heartbeats that fail for a while without the client reconnecting (a failover it did not see)', () => {
+  let redis: RedisHandle;
+  let ops: Redis;
+  let cluster: Cluster;
+  beforeAll(async () => {
+    redis = await startRedis({ fresh: true });
+    ops = new Redis(redis.url, { lazyConnect: true });
+    await ops.connect();
+    // an operator account that keeps every right while the services' default user loses scripts
+    await ops.acl('SETUSER', 'ops', 'on', '>ops-password-for-tests', '~*', '&*', '+@all');
+    await ops.auth('ops', 'ops-password-for-tests');
+    cluster = await startCluster({ redis: redis.url, gateways: 1, processes: true, env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT) } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+    ops?.disconnect();
+    await redis?.stop();
+  });
+
+  it('puts back what the registry lost meanwhile, with the events of it, once heartbeats pass again', async () => {
+    const model = new ReadModel(cluster.redis, cluster.keyPrefix);
+    const room = 'public:unseen-failover';
+    const watcher = await cluster.connect({ sub: 'uf-watcher' });
+    await watcher.emitWithAck('room:join', { room });
+    const lost = await cluster.connect({ sub: 'uf-lost' });
+    await lost.emitWithAck('room:join', { room });
+    const kept = await cluster.connect({ sub: 'uf-kept' });
+    await kept.emitWithAck('room:join', { room });
+    expect(await model.counts()).toMatchObject({ connections: 3, usersOnline: 3 });
+
+    const joined = collect(watcher, 'room:member_joined');
+    const gw = cluster.gateways[0]!;
+    const failures = () => scrapeMetric(`${gw.opsUrl}/metrics`, 'switchboard_registry_heartbeat_failures_total');
+    const failedBefore = await failures();
+    await ops.acl('SETUSER', 'default', '-eval', '-evalsha');
+    try {
+      await eventually(async () => (await failures()) >= failedBefore + 2, { timeoutMs: 10_000, what: 'heartbeats failing' });
+      // meanwhile the Redis that answers lost one socket's registration (as a promoted replica that
+      // missed the last writes would), while the instance itself is still known
+      const [instanceId] = await ops.zrange(keys(cluster.keyPrefix).instances, 0, -1);
+      const pod = (await ops.hget(keys(cluster.keyPrefix).instance(instanceId!), 'pod'))!;
+      await new Registry(ops, cluster.keyPrefix).disconnect({ id: instanceId!, pod }, { socketId: lost.id!, userId: 'uf-lost', guest: false }, [room]);
+      expect(await model.counts()).toMatchObject({ connections: 2, usersOnline: 2 });
+    } finally {
+      await ops.acl('SETUSER', 'default', '+@all');
+    }
+
+    await eventually(async () => (await model.counts()).connections === 3, { timeoutMs: 3 * HEARTBEAT + 2000, what: 'the lost socket back' });
+    expect(await model.counts()).toMatchObject({ connections: 3, usersOnline: 3, rooms: 1 });
+    expect(await model.roomMemberCount(room)).toBe(3);
+    expect((await model.presence(['uf-lost']))[0]?.online).toBe(true);
+    await eventually(() => joined.some((j) => j.userId === 'uf-lost' && j.room === room), { timeoutMs: 2000, what: 'members told it is back' });
+    // the client never noticed: it still publishes to the room and the others receive it
+    const got = collect(kept, 'room:message');
+    expect((await lost.emitWithAck('room:publish', { room, data: 'still here' })).ok).toBe(true);
+    await eventually(() => got.some((m) => m.data === 'still here'), { timeoutMs: 2000 });
   });
 });
