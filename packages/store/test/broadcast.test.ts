@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ClientToServerEvents, Notification, ServerToClientEvents } from '@switchboard/protocol';
 import { eventually, randomKeyPrefix, waitFor } from '@switchboard/testkit';
 import { Broadcaster, BroadcastEncoder, type Publication } from '../src/broadcast.js';
+import { waitReady } from '../src/redis.js';
 
 const KEY = 'sb:io';
 const note: Notification = { id: 'n-1', type: 'greeting', title: 'Hi', data: { a: [1, 2] }, ts: 1_700_000_000_000 };
@@ -134,6 +135,8 @@ describe('Broadcaster against real adapters on a real Redis', () => {
       const pub = redis.duplicate();
       const sub = redis.duplicate();
       for (const c of [pub, sub]) c.on('error', () => {});
+      // as the gateway does: a subscription sent while the client is still connecting races its ready check
+      await Promise.all([waitReady(pub), waitReady(sub)]);
       const http = createServer();
       const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, {
         adapter: mode === 'sharded' ? createShardedAdapter(pub, sub, { channelPrefix: key, subscriptionMode: 'dynamic' }) : createAdapter(pub, sub, { key }),

@@ -17,7 +17,7 @@ import {
   type Notification,
   type ServerToClientEvents,
 } from '@switchboard/protocol';
-import { closeRedis } from '@switchboard/store';
+import { closeRedis, waitReady } from '@switchboard/store';
 import { serviceMain } from '@switchboard/harness';
 import { spawnOwned } from '@switchboard/testkit';
 import { createDispatcher, type Dispatcher } from '../src/index.js';
@@ -38,6 +38,8 @@ export async function startIoServer(redisUrl: string, keyPrefix: string): Promis
   const sub = pub.duplicate();
   pub.on('error', () => {});
   sub.on('error', () => {});
+  // a subscription sent while the client is still connecting races its ready check
+  await Promise.all([waitReady(pub), waitReady(sub)]);
   const http = createServer();
   const io = new Server<ClientToServerEvents, ServerToClientEvents>(http, {
     adapter: createAdapter(pub, sub, { key: ioKey(keyPrefix) }),

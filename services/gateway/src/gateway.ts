@@ -40,7 +40,7 @@ export interface GatewayDeps {
   /**
    * The adapter's publisher and subscriber (a subscriber cannot run commands). With
    * `PUBSUB_MODE=sharded` on Redis Cluster, the subscriber needs one connection per shard
-   * (`shardedSubscriber` of `createRedisClient`).
+   * (`shardedSubscriber` of `createRedisClient`). The subscriber must be ready (`waitReady`).
    */
   pubClient: RedisClient;
   subClient: RedisClient;
@@ -79,6 +79,10 @@ export interface Gateway {
 
 export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway {
   const { redis, logger } = deps;
+  // The adapter subscribes at once. ioredis sends a (S)SUBSCRIBE while it is still connecting,
+  // before its ready check, whose INFO the server then refuses on a connection in subscriber
+  // mode: the subscription may be lost. Wait for `waitReady(subClient)` first.
+  if (deps.subClient.status !== 'ready') throw new Error(`createGateway: the subscriber must be ready (it is ${deps.subClient.status})`);
   const podId = config.podId;
   const instance = { id: `${podId}#${randomBytes(6).toString('base64url')}`, pod: podId };
   const metrics = createGatewayMetrics(deps.metrics);

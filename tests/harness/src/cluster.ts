@@ -12,7 +12,7 @@ import {
   type ServerToClientEvents,
   type SessionReady,
 } from '@switchboard/protocol';
-import { Broadcaster, createRedisClient, InboxStore, keys, type RedisClient } from '@switchboard/store';
+import { Broadcaster, createRedisClient, InboxStore, keys, waitReady, type RedisClient } from '@switchboard/store';
 import { deleteKeys, eventually, freePort, mintToken, randomKeyPrefix, spawnOwned, TEST_JWT_SECRET, type TokenClaims } from '@switchboard/testkit';
 import { serviceMain } from './services.js';
 
@@ -152,6 +152,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const commands = createRedisClient(config.redis, 'test-gateway', quiet, { maxRetriesPerRequest: 1 });
     const pub = createRedisClient(config.redis, 'test-pub', quiet, { maxRetriesPerRequest: 1 });
     const sub = createRedisClient(config.redis, 'test-sub', quiet, { shardedSubscriber: config.redis.pubsubMode === 'sharded' });
+    await Promise.all([commands, pub, sub].map((c) => waitReady(c, 30_000)));
     const gateway = createGateway(
       {
         redis: commands,
