@@ -435,7 +435,10 @@ async function sentinelFailover(
       promoted = servers.find((s) => s.port === agreed && s.running);
       if (!promoted) throw new Error(`the sentinels name ${HOST}:${agreed}, which is not running`);
       await probeWrite(promoted, PROBE_KEY);
-      return replicasInSyncNow(servers.filter((s) => s.running));
+      // every other server follows it: an aborted attempt of an earlier epoch can leave the
+      // replica it chose answering as a primary until the sentinels convert it back, and a
+      // client that reached it meanwhile writes there
+      return replicasFollow(servers.filter((s) => s.running), promoted);
     },
     { timeoutMs, intervalMs: POLL_MS, what },
   ).catch((err: Error) => {
@@ -463,6 +466,18 @@ async function replicasOf(servers: Server[], primary: Server): Promise<Server[]>
     if (info?.role === 'slave' && Number(info.master_port) === primary.port && info.master_link_status === 'up') found.push(s);
   }
   return found;
+}
+
+/** Whether every server among `servers` but `primary` replicates it with its link up. */
+async function replicasFollow(servers: Server[], primary: Server): Promise<boolean> {
+  for (const s of servers) {
+    if (s === primary) continue;
+    const info = await s.info('replication');
+    if (info.role !== 'slave') throw new Error(`${s.address} still answers as a primary`);
+    if (Number(info.master_port) !== primary.port) throw new Error(`${s.address} replicates ${HOST}:${info.master_port}, not ${primary.address}`);
+    if (info.master_link_status !== 'up') throw new Error(`${s.address}: master_link_status:${info.master_link_status}`);
+  }
+  return true;
 }
 
 /** Whether every running replica among `servers` is in sync with a running primary among them. */

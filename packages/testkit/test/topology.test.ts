@@ -247,7 +247,8 @@ describe('Redis Sentinel', () => {
       expect(killed).toBe(primary.address);
       expect(replicas).toContain(promoted);
       expect(processRunning(primary.pid)).toBe(false);
-      expect(tookMs).toBeLessThan(20_000);
+      // an aborted attempt is retried after twice failover-timeout (2 × 5 s)
+      expect(tookMs).toBeLessThan(25_000);
 
       expect(await writer.done()).toBeGreaterThan(0);
       const resumed = Date.now();
