@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Type } from '@sinclair/typebox';
 import { jwksUrlProblem } from '@switchboard/auth';
@@ -28,6 +29,23 @@ const Jwt = {
   JWT_AUDIENCE: Type.Optional(Type.String()),
   JWT_CLOCK_TOLERANCE_SEC: PositiveInt(5, 0),
 };
+
+/** Lifecycle events (SPEC §7a): on with `EVENTS_QUEUE=true` or `WEBHOOK_URLS`, for the gateways (which write them) and the dispatcher (which delivers them). */
+const Events = {
+  EVENTS_QUEUE: Bool(false),
+  WEBHOOK_URLS: Type.Optional(Type.String()),
+  EVENTS_OUTBOX_MAX: PositiveInt(200_000, 100),
+};
+
+/** Written by the registry scripts with each change; absent when events are off. */
+export interface EventsConfig {
+  /** The outbox's bound: beyond it (no relay keeping up) the oldest events are lost, and counted. @default 200000 */
+  outboxMax: number;
+}
+
+function events(e: { EVENTS_QUEUE: boolean; WEBHOOK_URLS?: string; EVENTS_OUTBOX_MAX: number }): EventsConfig | undefined {
+  return e.EVENTS_QUEUE || list(e.WEBHOOK_URLS).length > 0 ? { outboxMax: e.EVENTS_OUTBOX_MAX } : undefined;
+}
 
 export interface CommonConfig {
   /** Where Redis is and how to talk to it. */
@@ -104,6 +122,7 @@ function jwt(
 const GatewayEnv = Type.Object({
   ...Common,
   ...Jwt,
+  ...Events,
   PORT: Port(3000),
   OPS_PORT: Port(9100),
   HOST: Type.String({ default: '0.0.0.0' }),
@@ -177,6 +196,8 @@ export interface GatewayConfig extends CommonConfig {
   trustProxy: boolean;
   limits: GatewayLimits;
   history: HistoryConfig;
+  /** Lifecycle events on: the registry writes them. */
+  events?: EventsConfig;
 }
 
 function origins(value: string | undefined): string[] | '*' {
@@ -221,7 +242,12 @@ export function loadGatewayConfig(env: Env = process.env): GatewayConfig {
       },
     },
     history: history(e),
+    ...optional('events', events(e)),
   };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
 function history(e: { HISTORY_MAX_LENGTH: number; HISTORY_MAX_BYTES: number; HISTORY_TTL_SEC: number }): HistoryConfig {
@@ -238,7 +264,48 @@ const DispatcherEnv = Type.Object({
   STALLED_INTERVAL_MS: PositiveInt(30_000, 100),
   REDIS_DOWN_EXIT_MS: PositiveInt(30_000, 100),
   IDEMPOTENCY_WINDOW_SEC: PositiveInt(DEFAULT_IDEMPOTENCY_WINDOW_SEC),
+  ...Events,
+  EVENTS_QUEUE_MAX: PositiveInt(100_000, 10),
+  WEBHOOK_SECRET: Type.Optional(Type.String()),
+  WEBHOOK_ROOM_PREFIXES: Type.Optional(Type.String()),
+  WEBHOOK_BATCH_MS: PositiveInt(50, 0),
+  WEBHOOK_BATCH_MAX: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  WEBHOOK_MAX_PENDING: PositiveInt(100_000, 1),
+  WEBHOOK_TIMEOUT_MS: PositiveInt(5000, 100),
+  WEBHOOK_CONCURRENCY: PositiveInt(8),
 });
+
+/** One webhook endpoint. */
+export interface WebhookEndpoint {
+  /** Stable id: a hash of the URL (its keys in Redis, its batch jobs). */
+  id: string;
+  url: string;
+  /** The URL without credentials or query, for logs, metrics (`endpoint` label) and the admin API. */
+  label: string;
+}
+
+export interface WebhooksConfig {
+  endpoints: WebhookEndpoint[];
+  secret: string;
+  /** Room events pass only for rooms with one of these prefixes (none: all); user events always pass. */
+  roomPrefixes: string[];
+  /** Longest an event waits to be batched. @default 50 */
+  batchMs: number;
+  /** Most events in one request. @default 100 */
+  batchMax: number;
+  /** Events kept per endpoint that does not answer; beyond, the oldest are failed (kept, retryable). @default 100000 */
+  maxPending: number;
+  /** A request without an answer this long failed. @default 5000 */
+  timeoutMs: number;
+  /** Batch jobs processed at once by one dispatcher (one per endpoint at a time). @default 8 */
+  concurrency: number;
+}
+
+export interface DispatcherEventsConfig extends EventsConfig {
+  /** `EVENTS_QUEUE=true`: every event is a job on the queue `events`, at most `maxJobs` kept per state. */
+  queue?: { maxJobs: number };
+  webhooks?: WebhooksConfig;
+}
 
 export interface DispatcherConfig extends CommonConfig {
   opsPort: number;
@@ -250,10 +317,35 @@ export interface DispatcherConfig extends CommonConfig {
   redisDownExitMs: number;
   /** A notification id is delivered at most once this long (SPEC §6). @default 86400 */
   idempotencyWindowSec: number;
+  /** Lifecycle events on: this dispatcher relays them to the queue and the webhooks. */
+  events?: DispatcherEventsConfig;
+}
+
+/** The endpoints of `WEBHOOK_URLS`: http(s) URLs, each once. */
+export function webhookEndpoints(value: string | undefined): WebhookEndpoint[] {
+  const out: WebhookEndpoint[] = [];
+  for (const raw of list(value)) {
+    const url = URL.canParse(raw) ? new URL(raw) : undefined;
+    if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+      throw new ConfigError('WEBHOOK_URLS', `has an entry that is not an http(s) URL${shownValue('WEBHOOK_URLS', raw)}`);
+    }
+    const id = createHash('sha256').update(raw).digest('hex').slice(0, 16);
+    if (out.some((e) => e.id === id)) throw new ConfigError('WEBHOOK_URLS', `names an endpoint twice${shownValue('WEBHOOK_URLS', raw)}`);
+    out.push({ id, url: raw, label: `${url.protocol}//${url.host}${url.pathname}` });
+  }
+  return out;
 }
 
 export function loadDispatcherConfig(env: Env = process.env): DispatcherConfig {
   const e = parseEnv(DispatcherEnv, env);
+  const on = events(e);
+  const endpoints = webhookEndpoints(e.WEBHOOK_URLS);
+  if (endpoints.length && !e.WEBHOOK_SECRET) throw new ConfigError('WEBHOOK_SECRET', 'is required with WEBHOOK_URLS (it signs every request)');
+  if (e.WEBHOOK_SECRET !== undefined && Buffer.byteLength(e.WEBHOOK_SECRET) < 32) throw new ConfigError('WEBHOOK_SECRET', 'must be at least 32 bytes');
+  const roomPrefixes = list(e.WEBHOOK_ROOM_PREFIXES);
+  for (const p of roomPrefixes) {
+    if (!/^[A-Za-z0-9._:@/-]{1,200}$/.test(p)) throw new ConfigError('WEBHOOK_ROOM_PREFIXES', `has an entry that no room name can start with${shownValue('WEBHOOK_ROOM_PREFIXES', p)}`);
+  }
   return {
     ...common(e),
     opsPort: e.OPS_PORT,
@@ -263,6 +355,28 @@ export function loadDispatcherConfig(env: Env = process.env): DispatcherConfig {
     stalledIntervalMs: e.STALLED_INTERVAL_MS,
     redisDownExitMs: e.REDIS_DOWN_EXIT_MS,
     idempotencyWindowSec: e.IDEMPOTENCY_WINDOW_SEC,
+    ...optional(
+      'events',
+      on && {
+        ...on,
+        ...optional('queue', e.EVENTS_QUEUE ? { maxJobs: e.EVENTS_QUEUE_MAX } : undefined),
+        ...optional(
+          'webhooks',
+          endpoints.length
+            ? {
+                endpoints,
+                secret: e.WEBHOOK_SECRET!,
+                roomPrefixes,
+                batchMs: e.WEBHOOK_BATCH_MS,
+                batchMax: e.WEBHOOK_BATCH_MAX,
+                maxPending: e.WEBHOOK_MAX_PENDING,
+                timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+                concurrency: e.WEBHOOK_CONCURRENCY,
+              }
+            : undefined,
+        ),
+      },
+    ),
   };
 }
 

@@ -29,3 +29,25 @@ export function jwtWarnings(jwt: JwtConfig | undefined): ConfigWarning[] {
     },
   ];
 }
+
+/**
+ * Warnings about the webhook endpoints: plain `http://` to another host sends every event (user ids,
+ * room names) in clear text; the signature keeps it from being forged, not from being read.
+ */
+export function webhookWarnings(endpoints: readonly { url: string; label: string }[] | undefined): ConfigWarning[] {
+  const plain = (endpoints ?? []).filter((e) => {
+    const u = new URL(e.url);
+    return u.protocol === 'http:' && !isLoopbackHost(u.hostname);
+  });
+  if (!plain.length) return [];
+  return [
+    {
+      variables: ['WEBHOOK_URLS'],
+      message: `WEBHOOK_URLS has plain http:// endpoints (${plain.map((e) => e.label).join(', ')}): the events travel unencrypted; use https:// outside a private network`,
+    },
+  ];
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

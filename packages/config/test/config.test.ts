@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, describeRedis, jwtWarnings, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig, redactCredentials } from '../src/index.js';
+import { ConfigError, describeRedis, jwtWarnings, loadAdminConfig, loadDispatcherConfig, loadGatewayConfig, redactCredentials, webhookWarnings } from '../src/index.js';
 
 const secret = 'x'.repeat(40);
 
@@ -214,5 +214,67 @@ describe('Redis topology', () => {
     const cluster = describeRedis(load({ REDIS_CLUSTER_NODES: 'a:7000,[::1]:7001', REDIS_PASSWORD: 'hunter2' }));
     expect(cluster).toEqual({ topology: 'cluster', nodes: ['a:7000', '[::1]:7001'], tls: false, pubsub: 'sharded' });
     expect(JSON.stringify(describeRedis(load({ REDIS_SENTINELS: 's:1', REDIS_SENTINEL_NAME: 'm', REDIS_PASSWORD: 'hunter2' })))).not.toContain('hunter2');
+  });
+});
+
+describe('lifecycle events and webhooks', () => {
+  const secret = 'w'.repeat(32);
+  const gw = { JWT_SECRET: 's'.repeat(32) };
+
+  it('are off unless EVENTS_QUEUE=true or WEBHOOK_URLS is set, for the gateway and the dispatcher', () => {
+    expect(loadGatewayConfig(gw).events).toBeUndefined();
+    expect(loadDispatcherConfig({}).events).toBeUndefined();
+    expect(loadDispatcherConfig({ WEBHOOK_URLS: ' , ' }).events).toBeUndefined();
+    expect(loadGatewayConfig({ ...gw, EVENTS_QUEUE: 'true' }).events).toEqual({ outboxMax: 200_000 });
+    // the gateway only writes: it needs neither the secret nor anything else of the webhooks
+    expect(loadGatewayConfig({ ...gw, WEBHOOK_URLS: 'https://hooks.example.com/sb', EVENTS_OUTBOX_MAX: '5000' }).events).toEqual({ outboxMax: 5000 });
+    const d = loadDispatcherConfig({ EVENTS_QUEUE: 'true', EVENTS_QUEUE_MAX: '50' });
+    expect(d.events).toEqual({ outboxMax: 200_000, queue: { maxJobs: 50 } });
+  });
+
+  it('reads the webhook endpoints with their defaults, labels without credentials or query, stable ids', () => {
+    const d = loadDispatcherConfig({
+      WEBHOOK_URLS: 'https://user:pw@hooks.example.com/sb?token=abc, http://127.0.0.1:9999/in',
+      WEBHOOK_SECRET: secret,
+      WEBHOOK_ROOM_PREFIXES: 'trip:, public:',
+    });
+    expect(d.events?.queue).toBeUndefined();
+    const w = d.events!.webhooks!;
+    expect(w).toMatchObject({ secret, roomPrefixes: ['trip:', 'public:'], batchMs: 50, batchMax: 100, maxPending: 100_000, timeoutMs: 5000 });
+    expect(w.endpoints.map((e) => e.label)).toEqual(['https://hooks.example.com/sb', 'http://127.0.0.1:9999/in']);
+    expect(w.endpoints[0]!.url).toBe('https://user:pw@hooks.example.com/sb?token=abc');
+    expect(w.endpoints[0]!.id).toMatch(/^[0-9a-f]{16}$/);
+    expect(loadDispatcherConfig({ WEBHOOK_URLS: w.endpoints[0]!.url, WEBHOOK_SECRET: secret }).events!.webhooks!.endpoints[0]!.id).toBe(w.endpoints[0]!.id);
+  });
+
+  it('refuses bad settings with the variable named and no secret shown', () => {
+    const refuse = (env: Record<string, string>, variable: string, message: RegExp) => {
+      let err: unknown;
+      try {
+        loadDispatcherConfig(env);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).variable).toBe(variable);
+      expect((err as Error).message).toMatch(message);
+      return (err as Error).message;
+    };
+    refuse({ WEBHOOK_URLS: 'https://h.example.com/x' }, 'WEBHOOK_SECRET', /required with WEBHOOK_URLS/);
+    refuse({ WEBHOOK_URLS: 'https://h.example.com/x', WEBHOOK_SECRET: 'short' }, 'WEBHOOK_SECRET', /at least 32 bytes/);
+    const shown = refuse({ WEBHOOK_URLS: 'ftp://user:hunter2@h.example.com/x', WEBHOOK_SECRET: secret }, 'WEBHOOK_URLS', /not an http\(s\) URL/);
+    expect(shown).not.toContain('hunter2');
+    refuse({ WEBHOOK_URLS: 'https://h.example.com/x,https://h.example.com/x', WEBHOOK_SECRET: secret }, 'WEBHOOK_URLS', /twice/);
+    refuse({ WEBHOOK_URLS: 'https://h.example.com/x', WEBHOOK_SECRET: secret, WEBHOOK_ROOM_PREFIXES: 'trip :' }, 'WEBHOOK_ROOM_PREFIXES', /no room name/);
+    refuse({ WEBHOOK_URLS: 'https://h.example.com/x', WEBHOOK_SECRET: secret, WEBHOOK_BATCH_MAX: '5000' }, 'WEBHOOK_BATCH_MAX', /./);
+  });
+
+  it('warns about plain http to another host, not to a loopback one', () => {
+    const endpoints = loadDispatcherConfig({ WEBHOOK_URLS: 'http://127.0.0.1:1/a,http://hooks.internal/b,https://h.example.com/c', WEBHOOK_SECRET: secret }).events!.webhooks!.endpoints;
+    const warnings = webhookWarnings(endpoints);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toContain('http://hooks.internal/b');
+    expect(warnings[0]!.message).not.toContain('127.0.0.1');
+    expect(webhookWarnings(endpoints.slice(0, 1))).toEqual([]);
   });
 });

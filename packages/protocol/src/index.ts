@@ -4,3 +4,4 @@ export * from './events.js';
 export * from './rooms.js';
 export * from './schemas.js';
 export * from './validate.js';
+export * from './lifecycle.js';

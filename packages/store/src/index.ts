@@ -8,3 +8,5 @@ export * from './budget.js';
 export * from './notification-ledger.js';
 export * from './server-check.js';
 export * from './broadcast.js';
+export * from './events.js';
+export * from './webhooks.js';

@@ -8,9 +8,12 @@
  *   counters and indexes) shares the tag `{reg}`: one slot, so each connect, join, leave,
  *   disconnect or reap is one atomic script and every count stays exact (docs/scaling.md has the
  *   measured rate one shard carries);
+ * - the lifecycle-event outbox and its sequence share `{reg}` too: each event is written by the
+ *   registry script whose change causes it;
  * - a user's inbox and publish budget are tagged with the user id, a room's history with the room
- *   name, a notification id's delivery record with the id: spread over the cluster by their
- *   natural owner, and each script touches one of them.
+ *   name, a notification id's delivery record with the id, a webhook endpoint's pending events with
+ *   the endpoint id: spread over the cluster by their natural owner, and each script touches one
+ *   of them.
  *
  * Ids that appear in a key sit in braces, which they cannot hold (user ids, pod and instance ids,
  * room names, notification ids never contain `{` or `}`), so no id spells another's key: user
@@ -49,6 +52,15 @@ export function keys(prefix: string) {
     counters: `${reg}:counters`,
     /** String lock held by the instance reaping dead ones. */
     reaperLock: `${reg}:reaper-lock`,
+    // ---- lifecycle events (SPEC §7a), in the registry's slot: written by its scripts ----
+    /** STREAM outbox of lifecycle events, in `seq` order, until the relay has handed them on. */
+    eventOutbox: `${reg}:events`,
+    /** HASH seq (the last given to an event), lost (entries trimmed unread at the outbox's bound). */
+    eventState: `${reg}:events:state`,
+    /** ZSET socket id → expiry (Redis ms): sockets an admin disconnect is closing (`cause: admin`). */
+    kicked: `${reg}:kicked`,
+    /** String lock held by the dispatcher relaying the outbox. */
+    eventRelayLock: `${reg}:events:relay-lock`,
     // ---- room history (per room) ----
     /** STREAM of a room's recent messages. */
     history: (room: string) => `${p}:hist:{${room}}`,
@@ -66,6 +78,13 @@ export function keys(prefix: string) {
     // ---- notifications (per id) ----
     /** String: the delivery record of a notification id (idempotency window), see NotificationLedger. */
     notification: (id: string) => `${p}:notif:{${id}}`,
+    // ---- webhook endpoints (per endpoint: `{<endpoint id>}`) ----
+    /** ZSET seq → event JSON: an endpoint's events not yet delivered, in order. */
+    webhookPending: (endpointId: string) => `${p}:wh:{${endpointId}}:pending`,
+    /** HASH lastSeq (newest event taken), inflight (the batch job delivering), jobs (job counter), lastDeliveredAt, lastError. */
+    webhookState: (endpointId: string) => `${p}:wh:{${endpointId}}:state`,
+    /** HASH endpoint id → JSON { url (without credentials or query), since }: the endpoints the dispatchers deliver to. */
+    webhookEndpoints: `${p}:wh:endpoints`,
     // ---- operator console (admin service) ----
     // Kept apart from everything the gateways and the dispatcher write. The key holds a digest of
     // the session id, never the id itself: whoever reads Redis cannot replay a session cookie.

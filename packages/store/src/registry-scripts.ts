@@ -3,6 +3,10 @@
  * counts derived from them happens in one atomic step. Every key a script touches arrives in
  * `KEYS`, built by `keys()`; all of them share the registry's hash tag, so each call is one slot
  * on Redis Cluster. Times come from Redis (`TIME`), the one clock every pod shares.
+ *
+ * Scripts that change presence or membership also take the lifecycle-event outbox and sequence
+ * keys and, in ARGV, whether events are on, the event id base and the outbox bound (`EV` below:
+ * on ('1' / '0'), id base, outbox max length).
  */
 
 const helpers = `
@@ -11,26 +15,69 @@ local function now_ms()
   local t = call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- a number as Redis should store it: Lua would send 1.8e15 in %.14g, losing digits
+local function fmt(n)
+  return string.format('%.0f', n)
+end
+-- Lifecycle events (SPEC §7a), written in the same step as the change that causes them: each is
+-- an entry of the outbox stream with a unique id (the caller's base and a counter), its type and
+-- cause, and a seq that only grows: one past the last, or Redis time in microseconds when that is
+-- more, so that a Redis that lost its last writes (a failover) still never goes back.
+-- Past its bound (no relay keeping up) the outbox loses its oldest entries, counted as lost.
+local ev = {}
+local function ev_init(out, state, on, base, max)
+  if on == '1' then ev.out, ev.state, ev.base, ev.max, ev.n = out, state, base, tonumber(max), 0 end
+end
+local function emit(cause, typ, room, uid, lastSeen)
+  if not ev.out then return end
+  if not ev.us then
+    local t = call('TIME')
+    ev.us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    ev.seq = tonumber(call('HGET', ev.state, 'seq') or '0')
+  end
+  ev.seq = math.max(ev.seq + 1, ev.us)
+  ev.n = ev.n + 1
+  local a = {'XADD', ev.out, '*', 'i', ev.base .. '.' .. ev.n, 't', typ, 'c', cause,
+    'ts', fmt(math.floor(ev.us / 1000)), 's', fmt(ev.seq)}
+  if room then a[#a + 1] = 'r'; a[#a + 1] = room end
+  if uid then a[#a + 1] = 'u'; a[#a + 1] = uid end
+  if lastSeen then a[#a + 1] = 'l'; a[#a + 1] = fmt(lastSeen) end
+  call(unpack(a))
+end
+local function ev_done(result)
+  if ev.us then
+    call('HSET', ev.state, 'seq', fmt(ev.seq))
+    local len = call('XLEN', ev.out)
+    if len > ev.max then
+      call('XTRIM', ev.out, 'MAXLEN', ev.max)
+      call('HINCRBY', ev.state, 'lost', len - ev.max)
+    end
+  end
+  return result
+end
 -- sr: the socket's rooms, ru / rm: the room's users hash and members zset, rz: the rooms index.
 -- 1: the user's first socket in, 0: another socket of the user was in already, -1: no change
-local function join_room(sr, ru, rm, rz, uid, room)
+local function join_room(sr, ru, rm, rz, uid, room, cause)
   if call('SADD', sr, room) == 0 then return -1 end
   if call('HINCRBY', ru, uid, 1) == 1 then
     call('ZADD', rm, 0, uid)
-    call('ZADD', rz, 0, room)
+    if call('ZADD', rz, 0, room) == 1 then emit(cause, 'room.occupied', room) end
+    emit(cause, 'member.added', room, uid)
     return 1
   end
   return 0
 end
 -- 1: the user's last socket out, 0: another socket of the user stays, -1: no change
-local function leave_room(sr, ru, rm, rz, uid, room)
+local function leave_room(sr, ru, rm, rz, uid, room, cause)
   if call('SREM', sr, room) == 0 then return -1 end
   if call('HINCRBY', ru, uid, -1) <= 0 then
     call('HDEL', ru, uid)
     call('ZREM', rm, uid)
+    emit(cause, 'member.removed', room, uid)
     if call('HLEN', ru) == 0 then
       call('DEL', ru, rm)
       call('ZREM', rz, room)
+      emit(cause, 'room.vacated', room)
     end
     return 1
   end
@@ -43,13 +90,15 @@ end
 `;
 
 /**
- * KEYS: instances, instance, instanceSockets, counters, online, socket, userSockets, user
- * ARGV: sid, uid, pod, instanceId, name, maxConnections, guest ('1' / '0')
+ * KEYS: instances, instance, instanceSockets, counters, online, socket, userSockets, user,
+ *   eventOutbox, eventState
+ * ARGV: sid, uid, pod, instanceId, name, maxConnections, guest ('1' / '0'), EV
  * → { accepted (1, 0: over the limit, -1: unknown instance), userSockets, cameOnline, status, now }
  * A socket registered already is accepted again unchanged (a retried call).
  */
 export const CONNECT = `${helpers}
 local sid, uid, pod, iid, name, guest = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]
+ev_init(KEYS[9], KEYS[10], ARGV[8], ARGV[9], ARGV[10])
 if not call('ZSCORE', KEYS[1], iid) then return {-1, 0, 0, '', 0} end
 local now = now_ms()
 if call('EXISTS', KEYS[6]) == 1 then
@@ -68,56 +117,62 @@ if n == 0 then
   call('ZADD', KEYS[5], 0, uid)
   call('HSET', KEYS[8], 'status', 'online', 'lastSeen', now)
   call('HDEL', KEYS[8], 'text')
+  emit('connect', 'user.online', nil, uid)
 end
 if name ~= '' then call('HSET', KEYS[8], 'name', name) end
 call('PERSIST', KEYS[8])
-return {1, n + 1, came, call('HGET', KEYS[8], 'status') or 'online', now}
+return ev_done({1, n + 1, came, call('HGET', KEYS[8], 'status') or 'online', now})
 `;
 
 /**
- * KEYS: socket, socketRooms, roomUsers, roomMembers, rooms. ARGV: uid, room
+ * KEYS: socket, socketRooms, roomUsers, roomMembers, rooms, eventOutbox, eventState. ARGV: uid, room, EV
  * → { joined (1, 0: already in, -1: unknown socket), firstForUser, members }
  */
 export const JOIN = `${helpers}
 if call('HGET', KEYS[1], 'userId') ~= ARGV[1] then return {-1, 0, 0} end
-local r = join_room(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2])
+ev_init(KEYS[6], KEYS[7], ARGV[3], ARGV[4], ARGV[5])
+local r = join_room(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], 'join')
 local members = call('HLEN', KEYS[3])
 if r < 0 then return {0, 0, members} end
-return {1, r, members}
+return ev_done({1, r, members})
 `;
 
 /**
- * KEYS: socket, socketRooms, roomUsers, roomMembers, rooms. ARGV: uid, room
+ * KEYS: socket, socketRooms, roomUsers, roomMembers, rooms, eventOutbox, eventState. ARGV: uid, room, EV
  * → { left (1, 0: not in, -1: unknown socket), lastForUser, members }
  */
 export const LEAVE = `${helpers}
 if call('HGET', KEYS[1], 'userId') ~= ARGV[1] then return {-1, 0, 0} end
-local r = leave_room(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2])
+ev_init(KEYS[6], KEYS[7], ARGV[3], ARGV[4], ARGV[5])
+local r = leave_room(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], 'leave')
 local members = call('HLEN', KEYS[3])
 if r < 0 then return {0, 0, members} end
-return {1, r, members}
+return ev_done({1, r, members})
 `;
 
 /**
  * Removes sockets of one instance: a clean disconnect (one socket, by the pod holding it), the
  * reaper's removal of a dead instance's sockets, or a pod dropping what the registry holds in its
  * name but it does not.
- * KEYS: instances, instance, instanceSockets, counters, online, rooms, then per socket
- *   socket, socketRooms, userSockets, user, then per room of the socket roomUsers, roomMembers
+ * KEYS: instances, instance, instanceSockets, counters, online, rooms, eventOutbox, eventState,
+ *   kicked, then per socket socket, socketRooms, userSockets, user, then per room of the socket
+ *   roomUsers, roomMembers
  * ARGV: instanceId, maxAgeMs ('' when the caller is the instance; else the instance must still be
- *   silent for that long, checked here, in the same step), userTtlSec, then per socket
- *   sid, uid, guest, number of rooms, the rooms
+ *   silent for that long, checked here, in the same step), userTtlSec, the events' cause
+ *   (`disconnect`, or `admin` for a socket an admin disconnect closes; `reaped`), EV, then per
+ *   socket sid, uid, guest, number of rooms, the rooms
  * → { 'alive' } when the instance beat meanwhile; else { now, per socket { code, wentOffline,
  *   status, rooms } } with code 1 (removed; rooms: those the user's last socket left), 0 (not
  *   registered to this instance: nothing done), -2 (the registry holds it in more rooms than were
  *   given: nothing done, rooms: the missing ones, to call again with).
  */
 export const DROP_SOCKETS = `${helpers}
-local iid, maxAge, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local iid, maxAge, ttl, why = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 if maxAge ~= '' and fresh(KEYS[1], iid, maxAge, now) then return {'alive'} end
+ev_init(KEYS[7], KEYS[8], ARGV[5], ARGV[6], ARGV[7])
 local out = {now}
-local k, a = 7, 4
+local k, a = 10, 8
 while a <= #ARGV do
   local sid, uid, guest, n = ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', tonumber(ARGV[a + 3])
   local sk, sr, us, uk = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
@@ -143,9 +198,11 @@ while a <= #ARGV do
     if #missing > 0 then
       out[#out + 1] = {-2, 0, '', missing}
     else
+      local cause = why
+      if ev.out and call('ZREM', KEYS[9], sid) == 1 and why == 'disconnect' then cause = 'admin' end
       local left = {}
       for _, r in ipairs(rooms) do
-        if leave_room(sr, r[2], r[3], KEYS[6], uid, r[1]) == 1 then left[#left + 1] = r[1] end
+        if leave_room(sr, r[2], r[3], KEYS[6], uid, r[1], cause) == 1 then left[#left + 1] = r[1] end
       end
       call('DEL', sk, sr)
       if call('SREM', KEYS[3], sid) == 1 and call('EXISTS', KEYS[2]) == 1 then
@@ -157,6 +214,7 @@ while a <= #ARGV do
       if call('SCARD', us) == 0 then
         offline = 1
         call('ZREM', KEYS[5], uid)
+        emit(cause, 'user.offline', nil, uid, now)
         -- nothing of a guest outlives its last socket
         if guest then call('DEL', uk) else call('HSET', uk, 'lastSeen', now); call('EXPIRE', uk, ttl) end
       elseif not guest then
@@ -170,7 +228,7 @@ while a <= #ARGV do
   k = k + 4 + 2 * n
   a = a + 4 + n
 end
-return out
+return ev_done(out)
 `;
 
 /**
@@ -178,10 +236,12 @@ return out
  * alive (a long stall, a partition) or after Redis lost writes. Sockets missing from the registry
  * are registered (no connection limit: they are connected); each socket's rooms are made what
  * the pod says, joining the missing ones and leaving the extra ones.
- * KEYS: instances, instance, instanceSockets, counters, online, rooms, then per socket
- *   socket, socketRooms, userSockets, user, then per room (its rooms, then the extra ones)
- *   roomUsers, roomMembers
- * ARGV: instanceId, pod, then per socket sid, uid, name, guest, connectedAt, number of rooms,
+ * Its events: `connect` for users online again, `join` for memberships back, `leave` for the
+ * memberships the pod does not hold.
+ * KEYS: instances, instance, instanceSockets, counters, online, rooms, eventOutbox, eventState, then
+ *   per socket socket, socketRooms, userSockets, user, then per room (its rooms, then the extra
+ *   ones) roomUsers, roomMembers
+ * ARGV: instanceId, pod, EV, then per socket sid, uid, name, guest, connectedAt, number of rooms,
  *   number of extra rooms, the rooms, the extra rooms
  * → { 'unknown' } when the instance has no heartbeat; else { now, per socket { state, cameOnline,
  *   status, joined rooms, left rooms } } with state 1 (registered again), 0 (was registered),
@@ -190,9 +250,10 @@ return out
 export const RESTORE = `${helpers}
 local iid, pod = ARGV[1], ARGV[2]
 if not call('ZSCORE', KEYS[1], iid) then return {'unknown'} end
+ev_init(KEYS[7], KEYS[8], ARGV[3], ARGV[4], ARGV[5])
 local now = now_ms()
 local out = {now}
-local k, a = 7, 3
+local k, a = 9, 6
 while a <= #ARGV do
   local sid, uid, name, guest, at = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local n, x = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
@@ -215,6 +276,7 @@ while a <= #ARGV do
         -- a returning user keeps the status the registry remembers
         if not call('HGET', uk, 'status') then call('HSET', uk, 'status', 'online') end
         call('HSET', uk, 'lastSeen', now)
+        emit('connect', 'user.online', nil, uid)
       end
       if name ~= '' then call('HSET', uk, 'name', name) end
       call('PERSIST', uk)
@@ -223,8 +285,8 @@ while a <= #ARGV do
     for i = 1, n + x do
       local room, ru, rm = ARGV[a + 6 + i], KEYS[k + 2 + 2 * i], KEYS[k + 3 + 2 * i]
       if i <= n then
-        if join_room(sr, ru, rm, KEYS[6], uid, room) == 1 then joined[#joined + 1] = room end
-      elseif leave_room(sr, ru, rm, KEYS[6], uid, room) == 1 then
+        if join_room(sr, ru, rm, KEYS[6], uid, room, 'join') == 1 then joined[#joined + 1] = room end
+      elseif leave_room(sr, ru, rm, KEYS[6], uid, room, 'leave') == 1 then
         left[#left + 1] = room
       end
     end
@@ -233,7 +295,7 @@ while a <= #ARGV do
   k = k + 4 + 2 * (n + x)
   a = a + 7 + n + x
 end
-return out
+return ev_done(out)
 `;
 
 /**
@@ -281,6 +343,18 @@ export const SET_STATUS = `${helpers}
 call('HSET', KEYS[1], 'status', ARGV[1])
 if ARGV[2] == '' then call('HDEL', KEYS[1], 'text') else call('HSET', KEYS[1], 'text', ARGV[2]) end
 return call('SCARD', KEYS[2]) > 0 and 1 or 0
+`;
+
+/**
+ * Marks a user's sockets as closed by an admin, so that their departures carry `cause: admin`.
+ * KEYS: userSockets, kicked. ARGV: ttlMs → the number of sockets marked
+ */
+export const KICK = `${helpers}
+local now = now_ms()
+call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local sids = call('SMEMBERS', KEYS[1])
+for _, sid in ipairs(sids) do call('ZADD', KEYS[2], now + tonumber(ARGV[1]), sid) end
+return #sids
 `;
 
 /** Releases a lock only if this caller holds it. KEYS: lock. ARGV: token */

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { PresenceStatus } from '@switchboard/protocol';
 import { keys, type Keys } from './keys.js';
 import type { RedisClient } from './redis.js';
@@ -8,6 +8,7 @@ import {
   DROP_SOCKETS,
   HEARTBEAT,
   JOIN,
+  KICK,
   LEAVE,
   RESTORE,
   SET_STATUS,
@@ -27,6 +28,7 @@ interface RegistryCommands {
   sbRegSilent(...args: Arg[]): Promise<[number, string[]]>;
   sbRegDropInstance(...args: Arg[]): Promise<number>;
   sbRegSetStatus(...args: Arg[]): Promise<number>;
+  sbRegKick(...args: Arg[]): Promise<number>;
   sbRegUnlock(...args: Arg[]): Promise<number>;
 }
 type ScriptedRedis = RedisClient & RegistryCommands;
@@ -41,6 +43,7 @@ const SCRIPTS: Record<keyof RegistryCommands, string> = {
   sbRegSilent: SILENT,
   sbRegDropInstance: DROP_INSTANCE,
   sbRegSetStatus: SET_STATUS,
+  sbRegKick: KICK,
   sbRegUnlock: UNLOCK,
 };
 
@@ -136,7 +139,15 @@ export interface HeartbeatResult {
 export interface RegistryOptions {
   /** How long a user's status and `lastSeen` are kept after they go offline. @default 30 days */
   userTtlSec?: number;
+  /**
+   * Lifecycle events (SPEC §7a): when set, every presence and membership change writes its events
+   * to the outbox in the same script call, the outbox kept to about `outboxMax` entries.
+   */
+  events?: { outboxMax: number };
 }
+
+/** How long an admin disconnect's mark on a socket lasts: its departure within that is `cause: admin`. */
+const KICK_TTL_MS = 30_000;
 
 /** The registry answered something no version of its scripts sends. */
 export class RegistryReplyError extends Error {
@@ -153,11 +164,25 @@ export class Registry {
   readonly keys: Keys;
   private readonly redis: ScriptedRedis;
   private readonly userTtlSec: string;
+  private readonly eventsOn: boolean;
+  private readonly outboxMax: string;
+  /** Event ids: a random base per registry object and a counter per call, then one per event in the script. */
+  private readonly idBase = randomBytes(9).toString('base64url');
+  private idCounter = 0;
 
   constructor(redis: RedisClient, keyPrefix: string, options: RegistryOptions = {}) {
     this.redis = scripted(redis);
     this.keys = keys(keyPrefix);
     this.userTtlSec = String(options.userTtlSec ?? 30 * 86_400);
+    this.eventsOn = options.events !== undefined;
+    this.outboxMax = String(options.events?.outboxMax ?? 0);
+  }
+
+  /** The events' ARGV of a script call: on, the id base of this call, the outbox bound. */
+  private ev(): [string, string, string] {
+    if (!this.eventsOn) return ['0', '', '0'];
+    this.idCounter = (this.idCounter + 1) % Number.MAX_SAFE_INTEGER;
+    return ['1', `${this.idBase}${this.idCounter.toString(36)}`, this.outboxMax];
   }
 
   /** Records a heartbeat in Redis time. */
@@ -181,7 +206,7 @@ export class Registry {
   async connect(s: SocketRef & { instance: InstanceRef; name?: string; maxConnections: number }): Promise<ConnectResult> {
     const k = this.keys;
     const [accepted, userSockets, came, status, now] = await this.redis.sbRegConnect(
-      8,
+      10,
       k.instances,
       k.instance(s.instance.id),
       k.instanceSockets(s.instance.id),
@@ -190,6 +215,8 @@ export class Registry {
       k.socket(s.socketId),
       k.userSockets(s.userId),
       k.user(s.userId),
+      k.eventOutbox,
+      k.eventState,
       s.socketId,
       s.userId,
       s.instance.pod,
@@ -197,6 +224,7 @@ export class Registry {
       s.name ?? '',
       s.maxConnections,
       s.guest ? '1' : '0',
+      ...this.ev(),
     );
     if (accepted === -1) return { accepted: false, reason: 'unknown-instance' };
     if (accepted === 0) return { accepted: false, reason: 'limit', userSockets };
@@ -205,11 +233,11 @@ export class Registry {
 
   /** Adds a socket to a room. Rejects with `RegistryReplyError` for a socket the registry does not hold. */
   async join(s: SocketRef, room: string): Promise<MembershipChange> {
-    return this.membership(this.redis.sbRegJoin(5, ...this.roomKeys(s, room), s.userId, room), 'join');
+    return this.membership(this.redis.sbRegJoin(7, ...this.roomKeys(s, room), s.userId, room, ...this.ev()), 'join');
   }
 
   async leave(s: SocketRef, room: string): Promise<MembershipChange> {
-    return this.membership(this.redis.sbRegLeave(5, ...this.roomKeys(s, room), s.userId, room), 'leave');
+    return this.membership(this.redis.sbRegLeave(7, ...this.roomKeys(s, room), s.userId, room, ...this.ev()), 'leave');
   }
 
   /**
@@ -218,8 +246,16 @@ export class Registry {
    * found and left too.
    */
   async disconnect(instance: InstanceRef, s: SocketRef, rooms: readonly string[]): Promise<DisconnectResult | undefined> {
-    const [result] = await this.drop(instance.id, '', [{ ...s, rooms }]);
+    const [result] = await this.drop(instance.id, '', 'disconnect', [{ ...s, rooms }]);
     return result;
+  }
+
+  /**
+   * Marks the user's sockets as closed by an admin, before the admin API disconnects them: their
+   * departures then carry `cause: admin`. Returns how many sockets the user has.
+   */
+  async markKicked(userId: string): Promise<number> {
+    return this.redis.sbRegKick(2, this.keys.userSockets(userId), this.keys.kicked, KICK_TTL_MS);
   }
 
   async setStatus(userId: string, status: PresenceStatus, text?: string): Promise<boolean> {
@@ -238,13 +274,13 @@ export class Registry {
     const heldIds = new Set(held.map((s) => s.socketId));
     const registered = await this.redis.smembers(k.instanceSockets(instance.id));
     const strays = registered.filter((sid) => !heldIds.has(sid));
-    if (strays.length) result.dropped = await this.dropUnknown(instance.id, '', strays);
+    if (strays.length) result.dropped = await this.dropUnknown(instance.id, '', 'disconnect', strays);
 
     for (let i = 0; i < held.length; i += REGISTRY_BATCH) {
       const batch = held.slice(i, i + REGISTRY_BATCH);
       const inRegistry = (await Promise.all(batch.map((s) => this.redis.smembers(k.socketRooms(s.socketId))))) as string[][];
-      const keyList: string[] = [k.instances, k.instance(instance.id), k.instanceSockets(instance.id), k.counters, k.online, k.rooms];
-      const args: Arg[] = [instance.id, instance.pod];
+      const keyList: string[] = [k.instances, k.instance(instance.id), k.instanceSockets(instance.id), k.counters, k.online, k.rooms, k.eventOutbox, k.eventState];
+      const args: Arg[] = [instance.id, instance.pod, ...this.ev()];
       batch.forEach((s, j) => {
         const local = new Set(s.rooms);
         const extra = inRegistry[j]!.filter((room) => !local.has(room));
@@ -301,7 +337,7 @@ export class Registry {
         for (let round = 0; !alive && round < 10_000; round++) {
           const batch = await this.redis.srandmember(k.instanceSockets(id), REGISTRY_BATCH);
           if (batch.length === 0) break;
-          const removed = await this.dropUnknown(id, String(maxAgeMs), batch).catch((err: unknown) => {
+          const removed = await this.dropUnknown(id, String(maxAgeMs), 'reaped', batch).catch((err: unknown) => {
             if (err instanceof InstanceAliveError) return undefined;
             throw err;
           });
@@ -322,7 +358,12 @@ export class Registry {
   }
 
   /** Drops sockets known by id only: reads who they are and their rooms first. */
-  private async dropUnknown(instanceId: string, maxAge: string, socketIds: readonly string[]): Promise<(DisconnectResult & { socketId: string })[]> {
+  private async dropUnknown(
+    instanceId: string,
+    maxAge: string,
+    cause: DropCause,
+    socketIds: readonly string[],
+  ): Promise<(DisconnectResult & { socketId: string })[]> {
     const k = this.keys;
     const out: (DisconnectResult & { socketId: string })[] = [];
     for (let i = 0; i < socketIds.length; i += REGISTRY_BATCH) {
@@ -337,7 +378,7 @@ export class Registry {
         // a socket id without its hash is only in the instance's set: removed from it by the script
         return { socketId: sid, userId: userId ?? '', guest: guest === '1', rooms };
       });
-      const dropped = await this.drop(instanceId, maxAge, sockets);
+      const dropped = await this.drop(instanceId, maxAge, cause, sockets);
       dropped.forEach((r, j) => {
         if (r) out.push({ ...r, socketId: ids[j]! });
       });
@@ -352,6 +393,7 @@ export class Registry {
   private async drop(
     instanceId: string,
     maxAge: string,
+    cause: DropCause,
     sockets: readonly (SocketRef & { rooms: readonly string[] })[],
   ): Promise<(DisconnectResult | undefined)[]> {
     const k = this.keys;
@@ -359,8 +401,18 @@ export class Registry {
     let pending = sockets.map((s, index) => ({ ...s, index }));
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt > 5) throw new RegistryReplyError('disconnect: the socket\'s rooms keep changing');
-      const keyList: string[] = [k.instances, k.instance(instanceId), k.instanceSockets(instanceId), k.counters, k.online, k.rooms];
-      const args: Arg[] = [instanceId, maxAge, this.userTtlSec];
+      const keyList: string[] = [
+        k.instances,
+        k.instance(instanceId),
+        k.instanceSockets(instanceId),
+        k.counters,
+        k.online,
+        k.rooms,
+        k.eventOutbox,
+        k.eventState,
+        k.kicked,
+      ];
+      const args: Arg[] = [instanceId, maxAge, this.userTtlSec, cause, ...this.ev()];
       for (const s of pending) {
         keyList.push(k.socket(s.socketId), k.socketRooms(s.socketId), k.userSockets(s.userId), k.user(s.userId));
         for (const room of s.rooms) keyList.push(k.roomUsers(room), k.roomMembers(room));
@@ -385,7 +437,7 @@ export class Registry {
 
   private roomKeys(s: SocketRef, room: string): string[] {
     const k = this.keys;
-    return [k.socket(s.socketId), k.socketRooms(s.socketId), k.roomUsers(room), k.roomMembers(room), k.rooms];
+    return [k.socket(s.socketId), k.socketRooms(s.socketId), k.roomUsers(room), k.roomMembers(room), k.rooms, k.eventOutbox, k.eventState];
   }
 
   private async membership(call: Promise<[number, number, number]>, op: string): Promise<MembershipChange> {
@@ -401,6 +453,9 @@ export class UnknownSocketError extends RegistryReplyError {
 }
 
 class InstanceAliveError extends Error {}
+
+/** The cause of a departure's events; a `disconnect` of a socket an admin closes becomes `admin`. */
+type DropCause = 'disconnect' | 'reaped';
 
 export function asStatus(value: unknown): PresenceStatus {
   return value === 'away' || value === 'busy' ? value : 'online';

@@ -156,7 +156,7 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     return out;
   };
 
-  const registry = new Registry(redis, config.keyPrefix);
+  const registry = new Registry(redis, config.keyPrefix, config.events ? { events: config.events } : {});
   const pod = new PodRegistry({ registry, instance, logger, metrics, held, announce: (r) => announceRestore(io, r) });
   const readModel = new ReadModel(redis, config.keyPrefix);
   const ctx: GatewayContext = {
