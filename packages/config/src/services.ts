@@ -39,7 +39,7 @@ const Events = {
 
 /** Written by the registry scripts with each change; absent when events are off. */
 export interface EventsConfig {
-  /** The outbox's bound: beyond it (no relay keeping up) the oldest events are lost, and counted. @default 200000 */
+  /** The outbox's bound, in entries (one per registry change), about: beyond it (no relay keeping up) the oldest are lost, and counted. @default 200000 */
   outboxMax: number;
 }
 

@@ -64,13 +64,21 @@ export function lifecycleEventRoom(event: LifecycleEvent): string | undefined {
 }
 
 /**
- * Jobs of the queue `webhooks`. `deliver` (id `<endpoint id>-<n>`): the one job at a time that
- * sends an endpoint's oldest pending events, retried with backoff until the endpoint answers 2xx,
- * then naming the next. `dropped` (id `<endpoint id>-d<first seq>`): events an endpoint that stayed
- * down lost beyond `WEBHOOK_MAX_PENDING`, failed at once (`hold`) and kept for inspection; retrying
- * it (`hold` cleared) sends them once more, outside the endpoint's order.
+ * Jobs of the queue `webhooks` (job name = `kind`). `deliver` (id `<endpoint id>-<n>`): the one
+ * job at a time that sends an endpoint's oldest pending events, retried with backoff until the
+ * endpoint answers 2xx, then naming the next. `dropped` (id `<endpoint id>-d<first event id>`):
+ * events an endpoint that stayed down lost beyond `WEBHOOK_MAX_PENDING`, failed on their first
+ * attempt (with `reason`) and kept for inspection; each retry sends them once more, outside the
+ * endpoint's order.
  */
-export type WebhookJob =
-  | { name: 'deliver'; data: { endpoint: string } }
-  | { name: 'dropped'; data: { endpoint: string; events: LifecycleEvent[]; reason: string; hold: boolean } };
-export type WebhookJobName = WebhookJob['name'];
+export interface WebhookDeliverJob {
+  kind: 'deliver';
+  endpoint: string;
+}
+export interface WebhookDroppedJob {
+  kind: 'dropped';
+  endpoint: string;
+  events: LifecycleEvent[];
+  reason: string;
+}
+export type WebhookJob = WebhookDeliverJob | WebhookDroppedJob;

@@ -79,9 +79,9 @@ export function keys(prefix: string) {
     /** String: the delivery record of a notification id (idempotency window), see NotificationLedger. */
     notification: (id: string) => `${p}:notif:{${id}}`,
     // ---- webhook endpoints (per endpoint: `{<endpoint id>}`) ----
-    /** ZSET seq → event JSON: an endpoint's events not yet delivered, in order. */
+    /** ZSET of event JSON scored by the endpoint's counter: its events not yet delivered, in outbox order. */
     webhookPending: (endpointId: string) => `${p}:wh:{${endpointId}}:pending`,
-    /** HASH lastSeq (newest event taken), inflight (the batch job delivering), jobs (job counter), lastDeliveredAt, lastError. */
+    /** HASH lastPlace (outbox place of the newest event taken: stream id and index), n (event counter), inflight (the batch job delivering), jobs (job counter), lastDeliveredAt, lastError, failingSince. */
     webhookState: (endpointId: string) => `${p}:wh:{${endpointId}}:state`,
     /** HASH endpoint id → JSON { url (without credentials or query), since }: the endpoints the dispatchers deliver to. */
     webhookEndpoints: `${p}:wh:endpoints`,

@@ -19,39 +19,25 @@ end
 local function fmt(n)
   return string.format('%.0f', n)
 end
--- Lifecycle events (SPEC §7a), written in the same step as the change that causes them: each is
--- an entry of the outbox stream with a unique id (the caller's base and a counter), its type and
--- cause, and a seq that only grows: one past the last, or Redis time in microseconds when that is
--- more, so that a Redis that lost its last writes (a failover) still never goes back.
--- Past its bound (no relay keeping up) the outbox loses its oldest entries, counted as lost.
+-- Lifecycle events (SPEC §7a), written in the same step as the change that causes them: the events
+-- of one call are one entry of the outbox stream (one append however many there are; the stream
+-- id gives their time), with the fields 'w': the events written so far, these included (the
+-- counter 'n' of the state hash: the relay tells events trimmed unread from it), 'i': the caller's
+-- unique id base, 'e': one line per event, "<type> <cause> <room> <user> <lastSeen>" (absent
+-- ones empty; room names and user ids hold no spaces). The relay numbers them (seq). Past its
+-- bound (no relay keeping up) the stream loses its oldest entries.
 local ev = {}
 local function ev_init(out, state, on, base, max)
-  if on == '1' then ev.out, ev.state, ev.base, ev.max, ev.n = out, state, base, tonumber(max), 0 end
+  if on == '1' then ev.out, ev.state, ev.base, ev.max, ev.lines = out, state, base, max, {} end
 end
 local function emit(cause, typ, room, uid, lastSeen)
   if not ev.out then return end
-  if not ev.us then
-    local t = call('TIME')
-    ev.us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    ev.seq = tonumber(call('HGET', ev.state, 'seq') or '0')
-  end
-  ev.seq = math.max(ev.seq + 1, ev.us)
-  ev.n = ev.n + 1
-  local a = {'XADD', ev.out, '*', 'i', ev.base .. '.' .. ev.n, 't', typ, 'c', cause,
-    'ts', fmt(math.floor(ev.us / 1000)), 's', fmt(ev.seq)}
-  if room then a[#a + 1] = 'r'; a[#a + 1] = room end
-  if uid then a[#a + 1] = 'u'; a[#a + 1] = uid end
-  if lastSeen then a[#a + 1] = 'l'; a[#a + 1] = fmt(lastSeen) end
-  call(unpack(a))
+  ev.lines[#ev.lines + 1] = typ .. ' ' .. cause .. ' ' .. (room or '') .. ' ' .. (uid or '') .. ' ' .. (lastSeen and fmt(lastSeen) or '')
 end
 local function ev_done(result)
-  if ev.us then
-    call('HSET', ev.state, 'seq', fmt(ev.seq))
-    local len = call('XLEN', ev.out)
-    if len > ev.max then
-      call('XTRIM', ev.out, 'MAXLEN', ev.max)
-      call('HINCRBY', ev.state, 'lost', len - ev.max)
-    end
+  if ev.out and #ev.lines > 0 then
+    local w = call('HINCRBY', ev.state, 'n', #ev.lines)
+    call('XADD', ev.out, 'MAXLEN', '~', ev.max, '*', 'w', w, 'i', ev.base, 'e', table.concat(ev.lines, '\\n'))
   end
   return result
 end

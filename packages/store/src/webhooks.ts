@@ -24,23 +24,31 @@ end
 `;
 
 /**
- * KEYS: pending, state. ARGV: endpoint id, maxPending, then per event seq, JSON (in seq order)
- * → { added, the job to add ('' if one is on its way or nothing is pending), the dropped events' JSON }
- * Events at or below the last seq taken are skipped (a relay handing the same events on again).
- * Beyond `maxPending`, the oldest go: returned, for the caller to keep as a failed batch.
+ * KEYS: pending, state. ARGV: endpoint id, maxPending, then per event its place in the outbox
+ * (`<stream id>-<index in the entry>`) and JSON, in outbox order → { added, the job to add ('' if one is on its way or nothing is pending),
+ * the dropped events' JSON }.
+ * Events at or before the last place taken are skipped (a relay handing the same events on
+ * again). Each event's score is the endpoint's own counter: the pending set keeps outbox order,
+ * which is `seq` order per room and per user. Beyond `maxPending`, the oldest go: returned, for
+ * the caller to keep as a failed batch.
  */
 const APPEND = `${helpers}
-local last = tonumber(call('HGET', KEYS[2], 'lastSeq') or '0')
+local function place(s)
+  local ms, n, k = string.match(s, '^(%d+)-(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(n), tonumber(k)
+end
+local last = call('HGET', KEYS[2], 'lastPlace') or '0-0-0'
+local lm, ln, lk = place(last)
 local added = 0
 for i = 3, #ARGV, 2 do
-  local s = tonumber(ARGV[i])
-  if s > last then
-    call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
-    last = s
+  local m, n, k = place(ARGV[i])
+  if m > lm or (m == lm and (n > ln or (n == ln and k > lk))) then
+    call('ZADD', KEYS[1], call('HINCRBY', KEYS[2], 'n', 1), ARGV[i + 1])
+    lm, ln, lk, last = m, n, k, ARGV[i]
     added = added + 1
   end
 end
-if added > 0 then call('HSET', KEYS[2], 'lastSeq', fmt(last)) end
+if added > 0 then call('HSET', KEYS[2], 'lastPlace', last) end
 local dropped = {}
 local over = call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
 if over > 0 then
@@ -51,8 +59,8 @@ return {added, kick(KEYS[1], KEYS[2], ARGV[1]), dropped}
 `;
 
 /**
- * After a batch job's attempt: the events up to `lastSeq` are delivered (none when '').
- * KEYS: pending, state. ARGV: endpoint id, lastSeq or '', the job's id, now (ms)
+ * After a batch job's attempt: the events up to score `last` are delivered (none when '').
+ * KEYS: pending, state. ARGV: endpoint id, last score or '', the job's id, now (ms)
  * → the next job to add, or '' (nothing pending, or this job is not the chain's head)
  */
 const ACK = `${helpers}
@@ -93,11 +101,16 @@ export interface AppendResult {
   dropped: LifecycleEvent[];
 }
 
+/** The oldest pending events of an endpoint; `last` is the score to acknowledge them with. */
+export interface PendingBatch {
+  events: LifecycleEvent[];
+  last?: number;
+}
+
 export interface EndpointState {
   pending: number;
   /** The batch job on its way, if any. */
   inflight?: string;
-  lastSeq?: number;
   lastDeliveredAt?: number;
   lastError?: string;
   failingSince?: number;
@@ -118,27 +131,41 @@ export class WebhookBacklog {
     }
   }
 
-  /** Appends events (in seq order) for an endpoint, keeping at most `maxPending`. */
-  async append(endpointId: string, events: readonly LifecycleEvent[], maxPending: number): Promise<AppendResult> {
+  /** Appends outbox entries (in outbox order) for an endpoint, keeping at most `maxPending`. */
+  async append(endpointId: string, entries: readonly { streamId: string; event: LifecycleEvent }[], maxPending: number): Promise<AppendResult> {
     const args: (string | number)[] = [endpointId, maxPending];
-    for (const e of events) args.push(e.seq, JSON.stringify(e));
+    // an entry's events are told apart by their place in it: their order, as their seq says
+    let k = 0;
+    let prev = '';
+    for (const e of entries) {
+      k = e.streamId === prev ? k + 1 : 0;
+      prev = e.streamId;
+      args.push(`${e.streamId}-${k}`, JSON.stringify(e.event));
+    }
     const [added, kick, dropped] = await this.redis.sbWhAppend(this.keys.webhookPending(endpointId), this.keys.webhookState(endpointId), ...args);
     return { added, ...(kick ? { kick } : {}), dropped: dropped.map((json) => JSON.parse(json) as LifecycleEvent) };
   }
 
-  /** The oldest `count` pending events of an endpoint. */
-  async peek(endpointId: string, count: number): Promise<LifecycleEvent[]> {
-    const items = await this.redis.zrange(this.keys.webhookPending(endpointId), 0, count - 1);
-    return items.map((json) => JSON.parse(json) as LifecycleEvent);
+  /** The oldest `count` pending events of an endpoint, and the score of the last (to acknowledge them). */
+  async peek(endpointId: string, count: number): Promise<PendingBatch> {
+    const items = await this.redis.zrange(this.keys.webhookPending(endpointId), 0, count - 1, 'WITHSCORES');
+    const events: LifecycleEvent[] = [];
+    for (let i = 0; i < items.length; i += 2) events.push(JSON.parse(items[i]!) as LifecycleEvent);
+    return { events, ...(items.length ? { last: Number(items[items.length - 1]) } : {}) };
   }
 
-  /** Marks events up to `lastSeq` delivered (none: `undefined`); returns the next job to add, if any. */
-  async ack(endpointId: string, lastSeq: number | undefined, jobId: string, now = Date.now()): Promise<string | undefined> {
+  /** The batch job the endpoint's chain is at, if any. */
+  async inflight(endpointId: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.webhookState(endpointId), 'inflight')) ?? undefined;
+  }
+
+  /** Marks the pending events up to score `last` delivered (none: `undefined`); returns the next job to add, if any. */
+  async ack(endpointId: string, last: number | undefined, jobId: string, now = Date.now()): Promise<string | undefined> {
     const next = await this.redis.sbWhAck(
       this.keys.webhookPending(endpointId),
       this.keys.webhookState(endpointId),
       endpointId,
-      lastSeq === undefined ? '' : lastSeq,
+      last === undefined ? '' : last,
       jobId,
       now,
     );
@@ -162,8 +189,6 @@ export class WebhookBacklog {
     const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
     const out: EndpointState = { pending };
     if (h.inflight) out.inflight = h.inflight;
-    const lastSeq = num(h.lastSeq);
-    if (lastSeq !== undefined) out.lastSeq = lastSeq;
     const lastDeliveredAt = num(h.lastDeliveredAt);
     if (lastDeliveredAt !== undefined) out.lastDeliveredAt = lastDeliveredAt;
     if (h.lastError) out.lastError = h.lastError;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'v
 import { Value } from '@sinclair/typebox/value';
 import { LifecycleEvent, type LifecycleEvent as Event } from '@switchboard/protocol';
 import { deleteKeys, randomKeyPrefix } from '@switchboard/testkit';
-import { EventOutbox, outboxEvent, OutboxEntryError } from '../src/events.js';
+import { entryEvents, EventOutbox, outboxEvent, OutboxEntryError } from '../src/events.js';
 import { keys } from '../src/keys.js';
 import { Registry, type InstanceRef, type SocketRef } from '../src/registry.js';
 import { WebhookBacklog } from '../src/webhooks.js';
@@ -30,7 +30,7 @@ const sock = (socketId: string, userId: string, guest = false): SocketRef => ({ 
 const connect = (instance: InstanceRef, s: SocketRef) => registry.connect({ ...s, instance, maxConnections: 10 });
 
 async function events(): Promise<Event[]> {
-  const entries = await outbox.read('0-0', 10_000);
+  const entries = await outbox.read();
   for (const e of entries) expect(Value.Check(LifecycleEvent, e.event), JSON.stringify(e.event)).toBe(true);
   return entries.map((e) => e.event);
 }
@@ -76,14 +76,19 @@ describe('lifecycle events written by the registry scripts', () => {
     await connect(a, sock('s1', 'ann'));
     await registry.join(sock('s1', 'ann'), 'trip:2');
     await registry.leave(sock('s1', 'ann'), 'trip:2');
-    const first = await events();
-    // a promoted replica that missed the last writes: the sequence's counter went back
-    await redis.hset(keys(prefix).eventState, 'seq', '5');
+    const batch = await outbox.readBatch('0-0', 100, await outbox.position());
+    const first = batch.entries.map((e) => e.event);
+    await outbox.commit(batch);
     await registry.join(sock('s1', 'ann'), 'trip:2');
-    const all = await events();
-    const next = all.slice(first.length);
+    const again = (await events()).filter((e) => e.type === 'room.occupied');
+    expect(again[0]!.seq).toBeGreaterThan(first.at(-1)!.seq);
+    // a promoted replica that missed the last writes: the relay's position went back
+    await redis.hset(keys(prefix).eventState, 'rseq', '5');
+    const next = await events();
     expect(next.map((e) => e.type)).toEqual(['room.occupied', 'member.added']);
     expect(next[0]!.seq).toBeGreaterThan(first.at(-1)!.seq);
+    // numbered the same when read again from the same position: a relay that died before its commit
+    expect(await events()).toEqual(next);
   });
 
   it('reaped sockets depart with cause reaped; an admin disconnect with cause admin', async () => {
@@ -146,11 +151,19 @@ describe('lifecycle events written by the registry scripts', () => {
     expect(await redis.exists(keys(prefix).eventOutbox)).toBe(0);
 
     const bounded = new Registry(redis, prefix, { events: { outboxMax: 100 } });
-    for (let i = 0; i < 150; i++) await bounded.join(sock('s1', 'ann'), `trip:b${i}`);
-    // two events per join (occupied, added): 300 written, the oldest 200 trimmed and counted
-    expect(await outbox.length()).toBe(100);
-    expect(await outbox.lost()).toBe(200);
-    expect((await outbox.read('0-0', 1))[0]?.event).toMatchObject({ type: 'room.occupied', data: { room: 'trip:b100' } });
+    for (let i = 0; i < 350; i++) await bounded.join(sock('s1', 'ann'), `trip:b${i}`);
+    // one entry per join (occupied, added), trimmed by whole stream nodes (100 entries) to about 100
+    const kept = await outbox.length();
+    expect(kept).toBeGreaterThanOrEqual(100);
+    expect(kept).toBeLessThanOrEqual(200);
+    const batch = await outbox.readBatch('0-0', 1000, await outbox.position());
+    // the relay finds the events written before the first entry left, and counts them
+    expect(batch.lost).toBe(2 * (350 - kept));
+    expect(batch.entries[0]?.event).toMatchObject({ type: 'room.occupied', data: { room: `trip:b${350 - kept}` } });
+    await outbox.commit(batch);
+    expect(await outbox.lost()).toBe(2 * (350 - kept));
+    expect(await outbox.length()).toBe(0);
+    expect(await outbox.readBatch('0-0', 1000, await outbox.position())).toMatchObject({ lost: 0, entries: [] });
   });
 
   it('a relay reads after a cursor, deletes what it handed on, and finds nothing lost', async () => {
@@ -158,50 +171,107 @@ describe('lifecycle events written by the registry scripts', () => {
     await registry.heartbeat(a);
     await connect(a, sock('s1', 'ann'));
     await registry.join(sock('s1', 'ann'), 'trip:5');
-    const first = await outbox.read('0-0', 2);
-    expect(first.map((e) => e.event.type)).toEqual(['user.online', 'room.occupied']);
-    const rest = await outbox.read(first.at(-1)!.streamId, 10);
-    expect(rest.map((e) => e.event.type)).toEqual(['member.added']);
-    await outbox.remove([...first, ...rest].map((e) => e.streamId));
+    // one entry per registry change: the connect, then the join's two events
+    const first = await outbox.readBatch('0-0', 1, await outbox.position());
+    expect(first.entries.map((e) => e.event.type)).toEqual(['user.online']);
+    const rest = await outbox.readBatch(first.lastId, 10, first.position);
+    expect(rest.entries.map((e) => e.event.type)).toEqual(['room.occupied', 'member.added']);
+    const [occupied, added] = rest.entries.map((e) => e.event.seq) as [number, number];
+    expect(occupied).toBeGreaterThan(first.position.seq);
+    expect(added).toBe(occupied + 1);
+    await outbox.commit(first);
+    await outbox.commit(rest);
     expect(await outbox.length()).toBe(0);
     expect(await outbox.lost()).toBe(0);
+    expect(await outbox.position()).toEqual(rest.position);
     const blocking = redis.duplicate();
     try {
-      const waiting = outbox.read(rest.at(-1)!.streamId, 10, { blockMs: 5000, blocking });
+      const waiting = outbox.readBatch(rest.lastId, 10, rest.position, { blockMs: 5000, blocking });
       await registry.leave(sock('s1', 'ann'), 'trip:5');
-      expect((await waiting).map((e) => e.event.type)).toEqual(['member.removed', 'room.vacated']);
+      const left = await waiting;
+      expect(left.entries.map((e) => e.event.type)).toEqual(['member.removed', 'room.vacated']);
+      expect(left.lost).toBe(0);
+      expect(left.entries[0]!.event.seq).toBeGreaterThan(rest.position.seq);
     } finally {
       blocking.disconnect();
     }
   });
 
+  it('reads past an entry no registry script writes, setting it apart with the reason', async () => {
+    const a = inst('i-1');
+    await registry.heartbeat(a);
+    await connect(a, sock('s1', 'ann'));
+    await registry.join(sock('s1', 'ann'), 'trip:6');
+    const foreign = await redis.xadd(keys(prefix).eventOutbox, '*', 'w', '4', 'i', 'x', 'e', 'user.nope join  ann ');
+    const batch = await outbox.readBatch('0-0', 10, await outbox.position());
+    expect(batch.entries.map((e) => e.event.type)).toEqual(['user.online', 'room.occupied', 'member.added']);
+    expect(batch.invalid).toEqual([{ streamId: foreign, reason: expect.stringMatching(/user\.nope/) }]);
+    expect(batch.lastId).toBe(foreign);
+    expect(batch.streamIds).toHaveLength(3);
+    await outbox.commit(batch);
+    expect(await outbox.length()).toBe(0);
+  });
+
   it('refuses an outbox entry it cannot read, with the reason', () => {
-    expect(() => outboxEvent(['i', 'x.1', 't', 'user.nope', 'c', 'join', 'ts', '1', 's', '1'])).toThrow(OutboxEntryError);
-    expect(() => outboxEvent(['i', 'x.1', 't', 'member.added', 'c', 'join', 'ts', '1', 's', '1', 'r', 'a:b'])).toThrow(/lacks "u"/);
+    const base = { id: 'x.1', ts: 1, seq: 1 };
+    expect(() => outboxEvent({ t: 'user.nope', c: 'join' }, base)).toThrow(OutboxEntryError);
+    expect(() => outboxEvent({ t: 'member.added', c: 'join', r: 'a:b' }, base)).toThrow(/lacks "u"/);
+    expect(() => outboxEvent({ t: 'member.added', c: 'nope', r: 'a:b', u: 'x' }, base)).toThrow(/cause "nope"/);
+    expect(() => entryEvents(['i', 'x', 'e', 'user.online connect  ann '])).toThrow(/lacks its count/);
+    expect(() => entryEvents(['w', '1', 'i', 'x'])).toThrow(/lacks its count, id or events/);
+    expect(entryEvents(['w', '3', 'i', 'x', 'e', 'room.occupied join a:b  \nmember.added join a:b ann \nuser.offline reaped  ann 42'])).toEqual({
+      written: 3,
+      idBase: 'x',
+      events: [
+        { t: 'room.occupied', c: 'join', r: 'a:b' },
+        { t: 'member.added', c: 'join', r: 'a:b', u: 'ann' },
+        { t: 'user.offline', c: 'reaped', u: 'ann', l: '42' },
+      ],
+    });
   });
 });
 
 describe('webhook backlog: one endpoint\'s pending events and its chain of batch jobs', () => {
-  const ev = (seq: number, room = 'trip:1'): Event => ({ id: `e${seq}`, type: 'room.occupied', ts: 1, seq, cause: 'join', data: { room } });
+  // n: the outbox position (stream id n-0); seq defaults to it
+  const ev = (n: number, seq = n, room = 'trip:1') => ({
+    streamId: `${n}-0`,
+    event: { id: `e${n}`, type: 'room.occupied', ts: 1, seq, cause: 'join', data: { room } } as Event,
+  });
+  const seqs = (b: { events: Event[] }) => b.events.map((e) => e.seq);
 
-  it('appends in seq order once, names one batch job at a time, and acknowledges up to a seq', async () => {
+  it('appends in outbox order once, names one batch job at a time, and acknowledges up to a score', async () => {
     const backlog = new WebhookBacklog(redis, prefix);
     const first = await backlog.append('ep1', [ev(1), ev(2), ev(3)], 100);
     expect(first).toMatchObject({ added: 3, kick: 'ep1-1', dropped: [] });
     // the same events again (a relay retrying) and one more: only the new one; the job is on its way
     const again = await backlog.append('ep1', [ev(2), ev(3), ev(4)], 100);
     expect(again).toEqual({ added: 1, dropped: [] });
-    expect((await backlog.peek('ep1', 2)).map((e) => e.seq)).toEqual([1, 2]);
+    expect(await backlog.inflight('ep1')).toBe('ep1-1');
+    const head = await backlog.peek('ep1', 2);
+    expect(seqs(head)).toEqual([1, 2]);
     // another job (not the head) acknowledging changes the pending events but not the chain
-    expect(await backlog.ack('ep1', 2, 'ep1-99')).toBeUndefined();
+    expect(await backlog.ack('ep1', head.last, 'ep1-99')).toBeUndefined();
     expect((await backlog.state('ep1')).inflight).toBe('ep1-1');
-    expect(await backlog.ack('ep1', 3, 'ep1-1')).toBe('ep1-2');
-    expect((await backlog.peek('ep1', 10)).map((e) => e.seq)).toEqual([4]);
-    expect(await backlog.ack('ep1', 4, 'ep1-2')).toBeUndefined();
+    const next = await backlog.peek('ep1', 1);
+    expect(seqs(next)).toEqual([3]);
+    expect(await backlog.ack('ep1', next.last, 'ep1-1')).toBe('ep1-2');
+    const rest = await backlog.peek('ep1', 10);
+    expect(seqs(rest)).toEqual([4]);
+    expect(await backlog.ack('ep1', rest.last, 'ep1-2')).toBeUndefined();
     const state = await backlog.state('ep1');
-    expect(state).toMatchObject({ pending: 0, lastSeq: 4 });
+    expect(state).toMatchObject({ pending: 0 });
     expect(state.inflight).toBeUndefined();
     expect(await backlog.kick('ep1')).toBeUndefined();
+    expect(await backlog.peek('ep1', 10)).toEqual({ events: [] });
+  });
+
+  it('takes every event of one outbox entry, in order, and each once', async () => {
+    const backlog = new WebhookBacklog(redis, prefix);
+    const entry = [ev(1, 10, 'a:1'), ev(2, 11, 'a:1'), ev(3, 12, 'a:2')].map((e) => ({ ...e, streamId: '5-0' }));
+    expect((await backlog.append('ep4', entry, 100)).added).toBe(3);
+    expect((await backlog.append('ep4', [...entry, ev(6, 13)], 100)).added).toBe(1);
+    const batch = await backlog.peek('ep4', 10);
+    expect(batch.events.map((e) => [e.id, e.seq])).toEqual([['e1', 10], ['e2', 11], ['e3', 12], ['e6', 13]]);
   });
 
   it('keeps at most maxPending: the oldest are returned as dropped', async () => {
@@ -209,7 +279,7 @@ describe('webhook backlog: one endpoint\'s pending events and its chain of batch
     await backlog.append('ep2', [ev(1), ev(2), ev(3)], 4);
     const r = await backlog.append('ep2', [ev(4), ev(5), ev(6)], 4);
     expect(r.dropped.map((e) => e.seq)).toEqual([1, 2]);
-    expect((await backlog.peek('ep2', 10)).map((e) => e.seq)).toEqual([3, 4, 5, 6]);
+    expect(seqs(await backlog.peek('ep2', 10))).toEqual([3, 4, 5, 6]);
   });
 
   it('records failures until a delivery', async () => {
@@ -218,9 +288,16 @@ describe('webhook backlog: one endpoint\'s pending events and its chain of batch
     await backlog.recordFailure('ep3', 'HTTP 503', 1000);
     await backlog.recordFailure('ep3', 'HTTP 502', 2000);
     expect(await backlog.state('ep3')).toMatchObject({ lastError: 'HTTP 502', failingSince: 1000 });
-    await backlog.ack('ep3', 1, 'ep3-1', 3000);
+    const { last } = await backlog.peek('ep3', 10);
+    await backlog.ack('ep3', last, 'ep3-1', 3000);
     const s = await backlog.state('ep3');
-    expect(s).toMatchObject({ lastDeliveredAt: 3000 });
+    expect(s).toMatchObject({ lastDeliveredAt: 3000, pending: 0 });
     expect(s.lastError).toBeUndefined();
+  });
+
+  it('names the endpoints the dispatchers deliver to', async () => {
+    const backlog = new WebhookBacklog(redis, prefix);
+    await backlog.announce([{ id: 'ep5', url: 'https://hooks.example/in' }], 42);
+    expect(await backlog.endpoints()).toEqual([{ id: 'ep5', url: 'https://hooks.example/in', since: 42 }]);
   });
 });

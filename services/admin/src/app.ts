@@ -24,6 +24,7 @@ import consoleRoutes from './routes/console/index.js';
 import notificationsRoutes from './routes/notifications/index.js';
 import opsRoutes from './routes/ops/index.js';
 import queuesRoutes from './routes/queues/index.js';
+import webhooksRoutes from './routes/webhooks/index.js';
 import roomsRoutes from './routes/rooms/index.js';
 import statsRoutes from './routes/stats/index.js';
 import usersRoutes from './routes/users/index.js';
@@ -106,6 +107,7 @@ export async function buildAdmin(deps: AdminDeps, config: AdminConfig): Promise<
       await v1.register(roomsRoutes, { maxPayloadBytes: config.maxPayloadBytes });
       await v1.register(notificationsRoutes);
       await v1.register(queuesRoutes);
+      await v1.register(webhooksRoutes);
     },
     { prefix: '/v1' },
   );

@@ -240,6 +240,48 @@ export const JobParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9._
 
 export const RetryResponse = Type.Object({ id: Type.String() }, { ...strict, description: 'Moved back to waiting' });
 
+// ---- webhooks (SPEC §7a) ----
+
+export const WebhookEndpointState = Type.Object(
+  {
+    id: Type.String({ description: 'the endpoint id (a hash of its URL): its batch jobs are named `<id>-…`' }),
+    url: Type.String({ description: 'the URL without credentials or query' }),
+    since: Millis('announced by a dispatcher'),
+    pending: Count('events waiting for delivery'),
+    inflight: Type.Optional(Type.String({ description: 'the batch job delivering now, or retrying' })),
+    lastDeliveredAt: Type.Optional(Millis('last 2xx answer')),
+    lastError: Type.Optional(Type.String({ description: 'why the last attempt failed, until a delivery' })),
+    failingSince: Type.Optional(Millis('first failure since the last delivery')),
+  },
+  strict,
+);
+
+export const WebhooksResponse = Type.Object(
+  { endpoints: Type.Array(WebhookEndpointState, { description: 'the endpoints the dispatchers deliver to' }) },
+  { ...strict, description: 'Webhook endpoints and their delivery state' },
+);
+
+export const FailedWebhookBatch = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String({ description: '`dropped`: events set aside beyond WEBHOOK_MAX_PENDING' }),
+    failedReason: Type.String(),
+    attemptsMade: Count(),
+    timestamp: Millis('creation'),
+    finishedOn: Type.Optional(Millis('last failure')),
+    endpoint: Type.String({ description: 'the endpoint id' }),
+    events: Count('events in the batch'),
+    firstSeq: Type.Optional(Type.Integer({ description: 'seq of its first event' })),
+    lastSeq: Type.Optional(Type.Integer({ description: 'seq of its last event' })),
+  },
+  { ...strict, description: 'a failed webhook batch, without its events' },
+);
+
+export const WebhookQueueResponse = Type.Object(
+  { counts: QueueCounts, failed: Type.Array(FailedWebhookBatch, { description: 'most recently failed first' }) },
+  { ...strict, description: 'Counts and recent failed batches of the webhooks queue' },
+);
+
 // ---- operator console ----
 
 /** OpenAPI security requirement of the console's session routes. */

@@ -9,7 +9,7 @@ interface OpenApiDocument {
   paths: Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown>; parameters?: { name: string; in: string }[] }>>;
 }
 
-/** Every route of SPEC §7, as OpenAPI paths. */
+/** Every route of SPEC §7, and the webhook routes of §7a, as OpenAPI paths. */
 const EXPECTED = {
   '/healthz': ['get'],
   '/readyz': ['get'],
@@ -26,6 +26,9 @@ const EXPECTED = {
   '/v1/notifications': ['post'],
   '/v1/queues/notifications': ['get'],
   '/v1/queues/notifications/jobs/{id}/retry': ['post'],
+  '/v1/webhooks': ['get'],
+  '/v1/queues/webhooks': ['get'],
+  '/v1/queues/webhooks/jobs/{id}/retry': ['post'],
   '/console': ['get'],
   '/console/session': ['delete', 'get', 'post'],
 };

@@ -3,9 +3,23 @@ import type { Registry } from 'prom-client';
 import type { DispatcherConfig } from '@switchboard/config';
 import { startOpsServer, type Logger, type OpsServer } from '@switchboard/observability';
 import { ioKey, NOTIFICATIONS_QUEUE } from '@switchboard/protocol';
-import { BroadcastEncoder, InboxStore, keys, NotificationLedger, pingWithin, queuePrefix, throttled, waitForReplicas, type RedisClient } from '@switchboard/store';
+import {
+  BroadcastEncoder,
+  EventOutbox,
+  InboxStore,
+  keys,
+  NotificationLedger,
+  pingWithin,
+  queuePrefix,
+  throttled,
+  waitForReplicas,
+  WebhookBacklog,
+  type RedisClient,
+} from '@switchboard/store';
 import { deliver, IdConflictError, InvalidJobError, type DeliverDeps } from './deliver.js';
-import { createDispatcherMetrics, type DispatcherMetrics } from './metrics.js';
+import { createEventRelay, type EventRelay } from './events.js';
+import { createDispatcherMetrics, createEventMetrics, type DispatcherMetrics } from './metrics.js';
+import { createWebhookWorker } from './webhooks.js';
 import { watchOrphans } from './orphans.js';
 import { watchRedis, type Watchdog } from './watchdog.js';
 
@@ -28,6 +42,10 @@ export interface Dispatcher {
   readonly queue: Queue;
   readonly inbox: InboxStore;
   readonly metrics: DispatcherMetrics;
+  /** With lifecycle events on (SPEC §7a): the outbox relay. */
+  readonly relay: EventRelay | undefined;
+  /** With webhooks on: the worker delivering the queue `webhooks`. */
+  readonly webhookWorker: Worker | undefined;
   /** The ops server's port once started. */
   readonly opsPort: number | undefined;
   /** Starts the ops server and the worker. */
@@ -108,6 +126,28 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
 
   const orphans = watchOrphans({ worker, queue, connection: deps.connection, logger });
 
+  const relay = config.events && startEvents(config.events);
+  const webhookWorker =
+    config.events?.webhooks && relay?.webhooksQueue
+      ? createWebhookWorker(
+          { redis: deps.redis, connection: deps.connection, logger, metrics: relay.metrics, queue: relay.webhooksQueue },
+          { keyPrefix: config.keyPrefix, queuePrefix: prefix, webhooks: config.events.webhooks, stalledIntervalMs: config.stalledIntervalMs },
+        )
+      : undefined;
+
+  function startEvents(events: NonNullable<DispatcherConfig['events']>) {
+    const outbox = new EventOutbox(deps.redis, config.keyPrefix);
+    const backlog = new WebhookBacklog(deps.redis, config.keyPrefix);
+    const endpoints = events.webhooks?.endpoints ?? [];
+    const eventMetrics = createEventMetrics(deps.registry, {
+      outboxLength: () => outbox.length(),
+      endpoints: endpoints.map((e) => e.label),
+      pending: async () => new Map(await Promise.all(endpoints.map(async (e) => [e.label, (await backlog.state(e.id)).pending] as const))),
+    });
+    const r = createEventRelay({ redis: deps.redis, connection: deps.connection, logger, metrics: eventMetrics }, { keyPrefix: config.keyPrefix, queuePrefix: prefix, events });
+    return Object.assign(r, { metrics: eventMetrics });
+  }
+
   worker.on('completed', (_job, result) => metrics.jobs.inc({ result: result === 'duplicate' ? 'duplicate' : 'completed' }));
   worker.on('failed', (job, err) => {
     if (!job) return;
@@ -145,10 +185,10 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
     watchdog?.stop();
     orphans.stop();
     const drainMs = Math.max(100, Math.floor(config.shutdownTimeoutMs * 0.8));
-    const drained = await within(worker.close(), drainMs);
+    const drained = await within(Promise.all([worker.close(), webhookWorker?.close(), relay?.close()]), drainMs);
     if (!drained) {
       logger.warn({ drainMs }, 'active jobs did not finish in time; handing them back');
-      await within(worker.close(true), 1000);
+      await within(Promise.all([worker.close(true), webhookWorker?.close(true)]), 1000);
     }
     await within(queue.close(), 1000);
     await ops?.close();
@@ -159,6 +199,8 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
     queue,
     inbox,
     metrics,
+    relay: relay || undefined,
+    webhookWorker,
     get opsPort() {
       return ops?.port;
     },
@@ -175,12 +217,21 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
       running = worker.run().catch((err: unknown) => {
         logger.error({ err }, 'worker stopped');
       });
+      webhookWorker?.run().catch((err: unknown) => {
+        logger.error({ err }, 'webhook worker stopped');
+      });
+      relay?.start();
       watchdog = watchRedis([deps.connection, deps.redis], config.redisDownExitMs, (downMs) => {
         logger.fatal({ downMs }, 'redis unreachable for too long');
         hooks.onFatal?.(new Error(`redis unreachable for ${downMs} ms`));
       });
       logger.info(
-        { opsPort: ops.port, concurrency: config.concurrency, keyPrefix: config.keyPrefix },
+        {
+          opsPort: ops.port,
+          concurrency: config.concurrency,
+          keyPrefix: config.keyPrefix,
+          events: config.events ? { queue: !!config.events.queue, webhooks: config.events.webhooks?.endpoints.map((e) => e.label) ?? [] } : false,
+        },
         'dispatcher started',
       );
     },

@@ -1,5 +1,5 @@
 import closeWithGrace from 'close-with-grace';
-import { ConfigError, describeRedis, loadDispatcherConfig, type DispatcherConfig } from '@switchboard/config';
+import { ConfigError, describeRedis, loadDispatcherConfig, webhookWarnings, type DispatcherConfig } from '@switchboard/config';
 import { createLogger, createRegistry } from '@switchboard/observability';
 import { closeRedis, createRedisClient, verifyRedisServer } from '@switchboard/store';
 import { createDispatcher } from './dispatcher.js';
@@ -14,6 +14,7 @@ try {
 }
 
 const logger = createLogger({ service: 'dispatcher', level: config.logLevel, pod: config.podId });
+for (const w of webhookWarnings(config.events?.webhooks?.endpoints)) logger.warn({ variables: w.variables }, w.message);
 const registry = createRegistry('dispatcher', config.podId);
 // Both wait out a Redis outage instead of failing commands; the watchdog bounds how long.
 const connection = createRedisClient(config.redis, 'dispatcher-worker', logger, { maxRetriesPerRequest: null });

@@ -70,3 +70,112 @@ export function createDispatcherMetrics(registry: Registry, queue: Queue, counts
 
   return { jobs, jobDuration, deliveryLatency, queueJobs };
 }
+
+export interface EventMetrics {
+  relayed: Counter<'type'>;
+  lost: Counter;
+  queueTrimmed: Counter;
+  webhookRequests: Counter<'endpoint' | 'result'>;
+  webhookEvents: Counter<'endpoint' | 'result'>;
+  webhookRequestDuration: Histogram<'endpoint'>;
+  webhookLatency: Histogram<'endpoint'>;
+}
+
+export interface EventMetricsSources {
+  /** Outbox entries not yet relayed. */
+  outboxLength(): Promise<number>;
+  /** Per endpoint label, its pending events. */
+  pending(): Promise<Map<string, number>>;
+  /** The endpoints' labels. */
+  endpoints: string[];
+}
+
+/** Read at scrape time within a bound; on failure the gauge is left empty rather than stale. */
+async function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timed out')), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Metrics of the lifecycle-event relay and the webhook deliveries (SPEC §7a). */
+export function createEventMetrics(registry: Registry, sources: EventMetricsSources, readTimeoutMs = 1000): EventMetrics {
+  const registers = [registry];
+  const relayed = new Counter({
+    name: 'switchboard_events_relayed_total',
+    help: 'Lifecycle events handed on from the outbox to the events queue and the webhook endpoints, by type',
+    labelNames: ['type'] as const,
+    registers,
+  });
+  const lost = new Counter({
+    name: 'switchboard_events_lost_total',
+    help: 'Lifecycle events trimmed from a full outbox (EVENTS_OUTBOX_MAX) before the relay read them, counted cluster-wide since this dispatcher started',
+    registers,
+  });
+  const queueTrimmed = new Counter({
+    name: 'switchboard_events_queue_trimmed_total',
+    help: 'Waiting jobs removed from the events queue beyond EVENTS_QUEUE_MAX (nobody consuming it)',
+    registers,
+  });
+  new Gauge({
+    name: 'switchboard_events_outbox_entries',
+    help: 'Lifecycle events written and not yet relayed',
+    registers,
+    async collect() {
+      try {
+        this.set(await bounded(sources.outboxLength(), readTimeoutMs));
+      } catch {
+        this.reset();
+      }
+    },
+  });
+  const webhookRequests = new Counter({
+    name: 'switchboard_webhook_requests_total',
+    help: 'Webhook requests, by endpoint and result: delivered (2xx), http_error, timeout, network',
+    labelNames: ['endpoint', 'result'] as const,
+    registers,
+  });
+  const webhookEvents = new Counter({
+    name: 'switchboard_webhook_events_total',
+    help: 'Lifecycle events by endpoint and result: delivered, or dropped (beyond WEBHOOK_MAX_PENDING, kept as a failed batch)',
+    labelNames: ['endpoint', 'result'] as const,
+    registers,
+  });
+  for (const endpoint of sources.endpoints) {
+    webhookRequests.inc({ endpoint, result: 'delivered' }, 0);
+    webhookRequests.inc({ endpoint, result: 'http_error' }, 0);
+    webhookEvents.inc({ endpoint, result: 'delivered' }, 0);
+    webhookEvents.inc({ endpoint, result: 'dropped' }, 0);
+  }
+  new Gauge({
+    name: 'switchboard_webhook_pending_events',
+    help: 'Lifecycle events waiting for delivery to an endpoint',
+    labelNames: ['endpoint'] as const,
+    registers,
+    async collect() {
+      try {
+        const pending = await bounded(sources.pending(), readTimeoutMs);
+        for (const [endpoint, n] of pending) this.set({ endpoint }, n);
+      } catch {
+        this.reset();
+      }
+    },
+  });
+  const webhookRequestDuration = new Histogram({
+    name: 'switchboard_webhook_request_duration_seconds',
+    help: 'Time for an endpoint to answer a webhook request (delivered ones)',
+    labelNames: ['endpoint'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const webhookLatency = new Histogram({
+    name: 'switchboard_webhook_delivery_latency_seconds',
+    help: 'Time from a lifecycle transition to its delivery to an endpoint (2xx)',
+    labelNames: ['endpoint'] as const,
+    buckets: DELIVERY_BUCKETS,
+    registers,
+  });
+  return { relayed, lost, queueTrimmed, webhookRequests, webhookEvents, webhookRequestDuration, webhookLatency };
+}

@@ -1,4 +1,5 @@
-import type { Queue } from 'bullmq';
+import { Queue } from 'bullmq';
+import { WEBHOOKS_QUEUE, type WebhookJob } from '@switchboard/protocol';
 import fp from 'fastify-plugin';
 import { Gauge } from 'prom-client';
 import type { Producer } from '@switchboard/producer';
@@ -12,6 +13,8 @@ declare module 'fastify' {
     producer: Producer;
     /** The `notifications` queue, for inspection and retries. */
     notificationsQueue: Queue;
+    /** The `webhooks` queue (SPEC §7a): failed batches, for inspection and retries. */
+    webhooksQueue: Queue<WebhookJob>;
     /** Job counts by state; `waiting` includes paused and prioritized jobs. */
     queueCounts(): Promise<Static<typeof QueueCounts>>;
     /**
@@ -54,6 +57,11 @@ export default fp<QueueOptions>(
     const queue = producer.queue;
     app.decorate('producer', producer);
     app.decorate('notificationsQueue', queue);
+    // the dispatchers' webhooks queue, with the notifications queue's prefix, on the app's client
+    const webhooksQueue = new Queue<WebhookJob>(WEBHOOKS_QUEUE, { connection: app.redis, prefix: queue.opts.prefix! });
+    webhooksQueue.on('error', () => {}); // its operations fail through withQueue
+    app.decorate('webhooksQueue', webhooksQueue);
+    app.addHook('onClose', () => webhooksQueue.close());
 
     const unavailable = () => new AdminError('UNAVAILABLE', 'Redis is unavailable, retry later');
     async function withQueue<T>(operation: () => Promise<T>): Promise<T> {

@@ -40,6 +40,7 @@ export default fp(
           { name: 'users', description: 'Online users, presence, disconnects' },
           { name: 'rooms', description: 'Rooms, members and server-side publish' },
           { name: 'notifications', description: 'The notification queue' },
+          { name: 'webhooks', description: 'Lifecycle-event webhooks: endpoints, failed batches, retries' },
           { name: 'console', description: 'The operator console: its page, sign-in and sign-out' },
         ],
       },

@@ -1,6 +1,7 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
+import type { WebhookJob } from '@switchboard/protocol';
 import type { FastifyInstance } from 'fastify';
 import { AdminError, toHttpError, unauthorized } from '../../errors.js';
 import { jobSummary } from '../../jobs.js';
@@ -57,6 +58,20 @@ export const REFUSED_QUEUE_UI_ROUTES: readonly string[] = [
  * and are logged with who made them. Job data is shown as its type and target kind only, as in
  * `GET /v1/queues/notifications`.
  */
+/** A webhook job as shown: its kind and endpoint, and the span of a set-aside batch. */
+function webhookJobSummary(data: unknown): Record<string, unknown> {
+  if (typeof data !== 'object' || data === null) return {};
+  const d = data as Partial<WebhookJob>;
+  const out: Record<string, unknown> = { kind: d.kind, endpoint: d.endpoint };
+  if (d.kind === 'dropped' && Array.isArray(d.events)) {
+    out.events = d.events.length;
+    out.firstSeq = d.events[0]?.seq;
+    out.lastSeq = d.events.at(-1)?.seq;
+    out.reason = d.reason;
+  }
+  return out;
+}
+
 export default async function queueUi(app: FastifyInstance): Promise<void> {
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(QUEUE_UI_PATH);
@@ -65,8 +80,13 @@ export default async function queueUi(app: FastifyInstance): Promise<void> {
     description: 'Notifications for the dispatcher. Job data is shown as its type and target kind only.',
   });
   queue.setFormatter('data', (data: unknown) => jobSummary(data));
+  const webhooks = new BullMQAdapter(app.webhooksQueue, {
+    allowRetries: true,
+    description: 'Lifecycle-event webhook batches (SPEC §7a): each endpoint\'s delivery chain, and the batches set aside beyond WEBHOOK_MAX_PENDING (failed; a retry sends them).',
+  });
+  webhooks.setFormatter('data', (data: unknown) => webhookJobSummary(data));
   createBullBoard({
-    queues: [queue],
+    queues: [queue, webhooks],
     serverAdapter,
     options: {
       uiConfig: {

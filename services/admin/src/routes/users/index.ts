@@ -76,7 +76,8 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Disconnect every socket of a user, on every pod',
         description:
           'Sent to every gateway through Redis; each drops the user’s sockets it holds. `sockets` is how many the ' +
-          'registry counted when asked (0 for a user who is not connected: nothing to do). Clients may reconnect: ' +
+          'registry counted when asked (0 for a user who is not connected: nothing to do). Their lifecycle events have ' +
+          '`cause: admin`. Clients may reconnect: ' +
           'revoke their tokens to keep them out.',
         security: BEARER,
         params: UserParams,
@@ -85,7 +86,8 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { userId } = request.params;
-      const sockets = await app.readModel.userSocketCount(userId);
+      // the departures that follow are `cause: admin` lifecycle events (SPEC §7a)
+      const sockets = await app.registry.markKicked(userId);
       await app.emitter.in(userRoom(userId)).disconnectSockets(true);
       request.log.info({ principal: describePrincipal(request.principal), userId, sockets }, 'admin disconnected a user');
       return reply.code(202).send({ userId, sockets });
