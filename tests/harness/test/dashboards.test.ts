@@ -13,7 +13,9 @@ import {
   startAdminProcess,
   startCluster,
   startDispatcherProcess,
+  startWebhookReceiver,
   type Cluster,
+  type WebhookReceiver,
   type ProcessHandle,
   type TestClient,
 } from '../src/index.js';
@@ -21,6 +23,7 @@ import { promqlSelectors, type PromqlParts } from './promql.js';
 
 const repo = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const API_KEY = 'dashboards-test-key-0123456789abcdef';
+const WEBHOOK_SECRET = 'dashboards-test-webhook-secret-0123456789';
 
 /**
  * Grafana's variables as a dashboard in the compose cluster resolves them (its data source
@@ -51,6 +54,11 @@ const ALERTS: Record<string, { healthy: 'quiet' | 'measured'; reason: string }> 
   SwitchboardQueueBacklog: { healthy: 'quiet', reason: 'the dispatcher keeps up' },
   SwitchboardQueueFailedJobsGrowing: { healthy: 'quiet', reason: 'one failed job is under the threshold of 10' },
   SwitchboardDeliveryLatencyHigh: { healthy: 'measured', reason: 'notifications arrive within milliseconds, unless the machine stalls' },
+  SwitchboardWebhookEndpointFailing: { healthy: 'quiet', reason: 'the test receiver answers every request' },
+  SwitchboardWebhookBacklog: { healthy: 'quiet', reason: 'the receiver keeps up' },
+  SwitchboardWebhookEventsSetAside: { healthy: 'quiet', reason: 'nothing goes beyond WEBHOOK_MAX_PENDING' },
+  SwitchboardLifecycleEventsLost: { healthy: 'quiet', reason: 'the dispatcher relays the outbox' },
+  SwitchboardEventRelayBehind: { healthy: 'quiet', reason: 'the outbox is relayed as it fills' },
 };
 
 /**
@@ -139,6 +147,7 @@ describe('the shipped dashboard and alerts against a live Prometheus', () => {
   let admin: ProcessHandle;
   let prometheus: PrometheusHandle | undefined;
   let queue: Queue | undefined;
+  let receiver: WebhookReceiver | undefined;
   let connection: RedisClient | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'sb-prometheus-'));
   const clients: TestClient[] = [];
@@ -148,9 +157,15 @@ describe('the shipped dashboard and alerts against a live Prometheus', () => {
   beforeAll(async () => {
     // The default heartbeat: at the harness's 1 s, a gateway stalled for 2 s on a busy machine would
     // be reaped, and SwitchboardGatewayPodsReaped would rightly fire.
-    cluster = await startCluster({ redis: inject('redis'), gateways: 2, processes: true, env: { HEARTBEAT_INTERVAL_MS: '5000' } });
+    // Lifecycle events on, to a webhook receiver: their panels and alerts have series.
+    receiver = await startWebhookReceiver(WEBHOOK_SECRET);
+    cluster = await startCluster({ redis: inject('redis'), gateways: 2, processes: true, env: { HEARTBEAT_INTERVAL_MS: '5000', EVENTS_QUEUE: 'true' } });
     lb = await startHaproxy({ gateways: cluster.gateways.map((g) => `127.0.0.1:${g.port}`), stats: true });
-    dispatcher = await startDispatcherProcess({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix });
+    dispatcher = await startDispatcherProcess({
+      redis: cluster.redisEnv,
+      keyPrefix: cluster.keyPrefix,
+      env: { EVENTS_QUEUE: 'true', WEBHOOK_URLS: receiver.url, WEBHOOK_SECRET },
+    });
     admin = await startAdminProcess({ redis: cluster.redisEnv, keyPrefix: cluster.keyPrefix, apiKeys: [API_KEY] });
 
     // The shipped scrape configuration with its job names and relabelings, aimed at this cluster.
@@ -217,14 +232,21 @@ describe('the shipped dashboard and alerts against a live Prometheus', () => {
 
     // A labelled series is born with its first observation, which rate() cannot see: once
     // Prometheus holds the events' series, the same events again.
-    await eventually(async () => (await query('switchboard_gateway_event_duration_seconds_count{event="room:publish"}')).length > 0, {
-      timeoutMs: 10_000,
-      intervalMs: 100,
-      what: 'the event series in Prometheus',
-    });
+    for (const series of [
+      'switchboard_gateway_event_duration_seconds_count{event="room:publish"}',
+      'switchboard_events_relayed_total{type="member.added"}',
+      'switchboard_webhook_delivery_latency_seconds_count',
+    ]) {
+      await eventually(async () => (await query(series)).length > 0, { timeoutMs: 10_000, intervalMs: 100, what: `${series} in Prometheus` });
+    }
     for (let i = 0; i < 5; i++) await ann.emitWithAck('room:publish', { room: 'public:dashboards', data: { again: i } });
     await bob.emitWithAck('presence:watch', { userIds: ['dash-bob'] });
     await bob.emitWithAck('room:join', { room: 'private:not-yours' });
+    await bob.emitWithAck('room:join', { room: 'public:dashboards-again' }); // occupied, added: relayed and posted
+    await bob.emitWithAck('room:leave', { room: 'public:dashboards-again' });
+    await eventually(() => receiver!.events.some((e) => e.type === 'room.vacated' && e.data.room === 'public:dashboards-again'), {
+      what: 'the second round of lifecycle events delivered',
+    });
   }, 90_000);
 
   afterAll(async () => {
@@ -234,6 +256,7 @@ describe('the shipped dashboard and alerts against a live Prometheus', () => {
     if (connection) await closeRedis(connection);
     await Promise.allSettled([admin?.stop(), dispatcher?.stop(), lb?.stop()]);
     await cluster?.stop();
+    await receiver?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
