@@ -2,7 +2,7 @@
 // whose clients have joined the room (spread evenly over the pods), and a publisher on the first pod.
 import { randomBytes } from 'node:crypto';
 import { startPods, stopPods } from './pods.mjs';
-import { childPidsNamed } from './procs.mjs';
+import { childPidsNamed, rssBytes } from './procs.mjs';
 import { Publisher } from './publisher.mjs';
 import { ReceiverPool } from './receiver-pool.mjs';
 
@@ -45,7 +45,12 @@ export async function startTopology({ kind, script, redisUrl, redisEnv, podEnv, 
       url: pods[w % pods.length].url,
       userIds: Array.from({ length: perWorker }, (_, i) => `bench-${runId}-u${w * perWorker + i}`),
     }));
+    const rss = () => pods.reduce((sum, p) => sum + (rssBytes(p.pid) ?? NaN), 0);
+    const rssBefore = rss();
     const connect = await pool.connect(assignments, { jwtSecret, room, batchSize, timeoutMs: connectTimeoutMs });
+    // what the pods hold per connected client (resident memory, all pods; includes garbage not yet collected)
+    connect.podRssPerClient = (rss() - rssBefore) / receivers;
+    connect.podRssAfter = rss();
     log?.(`${connect.joined}/${receivers} receivers joined ${room} in ${(connect.ms / 1000).toFixed(1)} s`);
     if (connect.joined < receivers) {
       throw new Error(`only ${connect.joined}/${receivers} receivers joined ${room}: ${JSON.stringify(connect.failures)}`);
