@@ -11,7 +11,7 @@
 // exit, on error and on Ctrl-C.
 import { readdirSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { startRedis } from '@switchboard/testkit';
+import { startRedis, startRedisCluster } from '@switchboard/testkit';
 import { machineInfo, machineTable } from './lib/machine.mjs';
 import { table } from './lib/markdown.mjs';
 import { installExitHandlers, onCleanup, cleanup, isInterrupted } from './lib/procs.mjs';
@@ -81,6 +81,20 @@ async function main() {
   if (!isLoopback(redis.url)) throw new Error(`refusing to benchmark against a non-loopback Redis (${redis.url})`);
   console.log(`redis-server started for this run at ${redis.url}\n`);
 
+  // A Redis Cluster (3 primaries, 3 replicas, local processes on loopback ports), started the first
+  // time a scenario asks for it and shared by the scenarios that follow; stopped at the end.
+  let cluster;
+  const redisCluster = () =>
+    (cluster ??= (async () => {
+      const t0 = Date.now();
+      const c = await startRedisCluster();
+      onCleanup(() => c.stop());
+      const nodes = c.env.REDIS_CLUSTER_NODES.split(',');
+      if (!nodes.every((n) => isLoopback(`redis://${n}`))) throw new Error(`refusing to benchmark against a non-loopback Redis Cluster (${nodes.join(', ')})`);
+      console.log(`Redis Cluster started for this run (${c.processes.length} nodes) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+      return c;
+    })());
+
   const results = [];
   for (const scenario of selected) {
     if (isInterrupted()) break;
@@ -88,6 +102,7 @@ async function main() {
     const t0 = Date.now();
     const ctx = {
       redisUrl: redis.url,
+      redisCluster,
       options,
       log: (line) => console.log(line),
     };

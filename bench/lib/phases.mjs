@@ -17,19 +17,21 @@ const addOpt = (a, b) => (a === undefined || b === undefined ? undefined : a + b
 /**
  * Publishes `rate` msg/s for `durationMs`, then waits (at most `drainMs`) for the deliveries still in
  * flight. Returns the raw counts; `summarize()` turns one or more of them into figures.
+ * `deliveriesPerMessage`: how many receivers one message reaches (default: every receiver, one room).
  *
  * env: { pool, publisher, podPids, benchPids }
  */
-export async function measurePhase(env, { rate, durationMs, drainMs }) {
+export async function measurePhase(env, { rate, durationMs, drainMs, deliveriesPerMessage }) {
   const { pool, publisher } = env;
   const minSeq = publisher.nextSeq;
   const { receivers } = await pool.poll();
+  const perMessage = deliveriesPerMessage ?? receivers;
   const t0 = now() + 25; // leaves time for the workers to take the phase start
-  await pool.startPhase({ minSeq, t0, windowEnd: t0 + durationMs });
+  await pool.startPhase({ minSeq, t0, windowEnd: t0 + durationMs, ...(deliveriesPerMessage ? { perSeq: deliveriesPerMessage } : {}) });
   const cpu0 = sampleCpu(env);
 
   const pub = await publisher.run({ rate, durationMs, t0 });
-  await waitForDeliveries(pool, pub.sent * receivers, drainMs);
+  await waitForDeliveries(pool, pub.sent * perMessage, drainMs);
 
   const cpu1 = sampleCpu(env);
   const elapsedMs = now() - t0;
@@ -45,7 +47,8 @@ export async function measurePhase(env, { rate, durationMs, drainMs }) {
     acked: pub.acked,
     nacks: pub.nacks,
     publisherMaxLagMs: pub.maxLagMs,
-    expected: pub.sent * r.receivers,
+    perPod: pub.perPod,
+    expected: pub.sent * (deliveriesPerMessage ?? r.receivers),
     deliveries: r.deliveries,
     inWindow: r.inWindow,
     dups: r.dups,

@@ -22,12 +22,14 @@ export const serverAvailable = (kind, override) => existsSync(resolve(ROOT, serv
  * @param {'baseline'|'switchboard'} o.kind
  * @param {string} [o.script]   entry point relative to the repository root, instead of the default
  * @param {number} o.count      number of pods (processes)
- * @param {string} o.redisUrl
+ * @param {string} [o.redisUrl] a standalone Redis (`REDIS_URL`)
+ * @param {Record<string,string>} [o.redisEnv] instead of `redisUrl`: the topology's variables (SPEC §9),
+ *   e.g. `{ REDIS_CLUSTER_NODES }`, with `PUBSUB_MODE` if wanted
  * @param {string} o.keyPrefix  fresh per run so runs never share adapter channels or keys
  * @param {string} o.jwtSecret
  * @param {Record<string,string>} [o.env] extra environment
  */
-export async function startPods({ kind, script: override, count, redisUrl, keyPrefix, jwtSecret, env = {}, readyTimeoutMs = 30_000 }) {
+export async function startPods({ kind, script: override, count, redisUrl, redisEnv, keyPrefix, jwtSecret, env = {}, readyTimeoutMs = 30_000 }) {
   const { label } = SERVERS[kind];
   const script = resolve(ROOT, serverScript(kind, override));
   if (!existsSync(script)) throw new Error(`${label} not found (${relative(ROOT, script)})`);
@@ -47,7 +49,7 @@ export async function startPods({ kind, script: override, count, redisUrl, keyPr
           HOST: '127.0.0.1',
           PORT: String(port),
           OPS_PORT: String(opsPort),
-          REDIS_URL: redisUrl,
+          ...(redisEnv ?? { REDIS_URL: redisUrl }),
           KEY_PREFIX: keyPrefix,
           JWT_SECRET: jwtSecret,
           POD_ID: id,

@@ -161,3 +161,14 @@ export function cpuTimeMs(pid) {
     return undefined;
   }
 }
+
+/** Resident memory (bytes) of a process, from /proc; undefined elsewhere. */
+export function rssBytes(pid) {
+  if (process.platform !== 'linux' || !pid) return undefined;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -2,8 +2,10 @@
 // and measures what they receive. Driven by the parent over IPC; every request carries an `id` that the
 // reply echoes.
 //
-//   connect { url, userIds, jwtSecret, room, batchSize, timeoutMs } -> { connected, joined, failures, ms }
-//   step    { minSeq, t0, windowEnd }   start measuring a new phase (messages with seq < minSeq are "late")
+//   connect { url, userIds, jwtSecret, room, rooms?, batchSize, timeoutMs } -> { connected, joined, failures, ms }
+//           (`rooms`, when given: the room of each user, instead of `room` for all)
+//   step    { minSeq, t0, windowEnd, perSeq? }   start measuring a new phase (messages with seq < minSeq are "late";
+//           `perSeq`: deliveries one message makes to this worker's clients, default all of them)
 //   poll    {}                           -> { deliveries, total, receivers }   cheap probe for drain windows
 //   report  {}                           -> phase statistics (histogram, counts, CPU)
 //   close   {}                           disconnect everything, then exit
@@ -20,12 +22,13 @@ let closing = false;
 let totalReceived = 0;
 let phase = newPhase({ minSeq: Number.MAX_SAFE_INTEGER, t0: 0, windowEnd: 0 });
 
-function newPhase({ minSeq, t0, windowEnd }) {
+function newPhase({ minSeq, t0, windowEnd, perSeq }) {
   return {
     minSeq,
     t0,
     windowEnd,
     receiversAtStart: joinedCount - disconnects,
+    perSeqExpected: perSeq,
     hist: new Histogram(),
     perSeq: new Uint16Array(1024),
     deliveries: 0,
@@ -96,13 +99,13 @@ function connectOne(url, token, room, timeoutMs) {
   });
 }
 
-async function connect({ url, userIds, jwtSecret, room, batchSize, timeoutMs }) {
+async function connect({ url, userIds, jwtSecret, room, rooms, batchSize, timeoutMs }) {
   const started = now();
   const tokens = await Promise.all(userIds.map((userId) => mintToken(jwtSecret, userId)));
   const failures = {};
   for (let i = 0; i < tokens.length; i += batchSize) {
     const batch = tokens.slice(i, i + batchSize);
-    const results = await Promise.all(batch.map((token) => connectOne(url, token, room, timeoutMs)));
+    const results = await Promise.all(batch.map((token, k) => connectOne(url, token, rooms?.[i + k] ?? room, timeoutMs)));
     for (const r of results) {
       if (r.ok) joinedCount++;
       else failures[r.error] = (failures[r.error] ?? 0) + 1;
@@ -114,11 +117,12 @@ async function connect({ url, userIds, jwtSecret, room, batchSize, timeoutMs }) 
 function report() {
   const p = phase;
   const receivers = p.receiversAtStart;
+  const perSeq = p.perSeqExpected ?? receivers;
   let dups = 0;
   let seqsSeen = 0;
   for (const n of p.perSeq) {
     if (n > 0) seqsSeen++;
-    if (n > receivers) dups += n - receivers;
+    if (n > perSeq) dups += n - perSeq;
   }
   const cpu = process.cpuUsage(p.cpuAtStart);
   return {

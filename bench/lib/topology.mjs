@@ -2,7 +2,7 @@
 // whose clients have joined the room (spread evenly over the pods), and a publisher on the first pod.
 import { randomBytes } from 'node:crypto';
 import { startPods, stopPods } from './pods.mjs';
-import { childPidsNamed } from './procs.mjs';
+import { childPidsNamed, rssBytes } from './procs.mjs';
 import { Publisher } from './publisher.mjs';
 import { ReceiverPool } from './receiver-pool.mjs';
 
@@ -10,7 +10,10 @@ import { ReceiverPool } from './receiver-pool.mjs';
  * @param {object} o
  * @param {'baseline'|'switchboard'} o.kind
  * @param {string} [o.script]        server entry point relative to the repository root (default per kind)
- * @param {string} o.redisUrl
+ * @param {string} [o.redisUrl]
+ * @param {Record<string,string>} [o.redisEnv] instead of `redisUrl`: the topology's variables (Switchboard pods only)
+ * @param {Record<string,string>} [o.podEnv] extra pod environment
+ * @param {string} [o.label]         names the side in the key prefix (default: base / sb)
  * @param {number} o.pods            pod processes
  * @param {number} o.workers         receiver processes (worker i connects to pod i mod pods)
  * @param {number} o.receivers       receiver clients in total (unique users)
@@ -19,10 +22,10 @@ import { ReceiverPool } from './receiver-pool.mjs';
  * @param {number} o.batchSize       clients connecting at once, per worker
  * @param {number} o.connectTimeoutMs
  */
-export async function startTopology({ kind, script, redisUrl, pods: podCount, workers, receivers, room, padBytes, batchSize, connectTimeoutMs, log }) {
+export async function startTopology({ kind, script, redisUrl, redisEnv, podEnv, label, pods: podCount, workers, receivers, room, padBytes, batchSize, connectTimeoutMs, log }) {
   const runId = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
   // The gateway accepts [A-Za-z0-9._-]{1,32}; the adapter channel becomes `<prefix>:io`.
-  const keyPrefix = `bench.${kind === 'baseline' ? 'base' : 'sb'}.${runId}`;
+  const keyPrefix = `bench.${label ?? (kind === 'baseline' ? 'base' : 'sb')}.${runId}`;
   const jwtSecret = randomBytes(32).toString('base64url');
   const closers = [];
   const close = async () => {
@@ -31,18 +34,23 @@ export async function startTopology({ kind, script, redisUrl, pods: podCount, wo
   };
 
   try {
-    const pods = await startPods({ kind, script, count: podCount, redisUrl, keyPrefix, jwtSecret });
+    const pods = await startPods({ kind, script, count: podCount, redisUrl, redisEnv, env: podEnv, keyPrefix, jwtSecret });
     closers.push(() => stopPods(pods));
     log?.(`${pods.length} pods ready (${pods.map((p) => `${p.id} :${p.port}`).join(', ')}), key prefix ${keyPrefix}`);
 
-    const pool = new ReceiverPool(workers, `bench-${kind}`);
+    const pool = new ReceiverPool(workers, `bench-${label ?? kind}`);
     closers.push(() => pool.close());
     const perWorker = receivers / workers;
     const assignments = pool.workers.map((_, w) => ({
       url: pods[w % pods.length].url,
       userIds: Array.from({ length: perWorker }, (_, i) => `bench-${runId}-u${w * perWorker + i}`),
     }));
+    const rss = () => pods.reduce((sum, p) => sum + (rssBytes(p.pid) ?? NaN), 0);
+    const rssBefore = rss();
     const connect = await pool.connect(assignments, { jwtSecret, room, batchSize, timeoutMs: connectTimeoutMs });
+    // what the pods hold per connected client (resident memory, all pods; includes garbage not yet collected)
+    connect.podRssPerClient = (rss() - rssBefore) / receivers;
+    connect.podRssAfter = rss();
     log?.(`${connect.joined}/${receivers} receivers joined ${room} in ${(connect.ms / 1000).toFixed(1)} s`);
     if (connect.joined < receivers) {
       throw new Error(`only ${connect.joined}/${receivers} receivers joined ${room}: ${JSON.stringify(connect.failures)}`);

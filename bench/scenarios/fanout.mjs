@@ -43,33 +43,63 @@ const DEFAULTS = {
   targets: { saturation: 0.9, p99: 1.2 },
 };
 
-const SIDE_LABEL = { baseline: 'baseline', switchboard: 'Switchboard' };
+/**
+ * The two sides compared: `reference` first, `subject` second. Each names the kind of server, its label
+ * and where its Redis is; the default is the bare baseline vs the Switchboard gateway on the run's Redis.
+ * Other scenarios (fanout-sharded, topologies) run the same comparison between other pairs of sides.
+ */
+const defaultSides = (ctx, cfg) => ({
+  reference: 'baseline',
+  subject: 'switchboard',
+  specs: {
+    baseline: { label: 'baseline', kind: 'baseline', redisUrl: ctx.redisUrl },
+    switchboard: { label: 'Switchboard', kind: 'switchboard', script: cfg.gateway, redisUrl: ctx.redisUrl },
+  },
+});
 
 /**
  * Options: --quick --sides=baseline,switchboard --receivers=N --fixed-rate=N --steps=a,b,c --step-ms=N
  * --gateway=<entry point relative to the repository root, default services/gateway/dist/main.js>
  */
-function configure(options = {}) {
+export function configure(options = {}, { short = false } = {}) {
   const cfg = structuredClone(DEFAULTS);
   const num = (key) => (options[key] === undefined ? undefined : Number(options[key]));
+  if (short && !options.quick && !options.full) {
+    // the comparisons other scenarios run with this one's phases: the same steps, shorter
+    Object.assign(cfg.fixed, { durationMs: 6000, segments: 2, drainMs: 2000 });
+    Object.assign(cfg.ramp, { stepMs: 3000, drainMs: 1500, refine: 1, budgetMs: 60_000 });
+    // two sides to set up and re-measurements on a busy machine must leave the ramp its budget
+    cfg.maxMs = 160_000;
+    cfg.interference.perPhase = 1;
+  }
   if (options.quick) {
     Object.assign(cfg.fixed, { durationMs: 4000, segments: 2, drainMs: 2000 });
     Object.assign(cfg.ramp, { stepMs: 2500, drainMs: 1500, refine: 1, budgetMs: 40_000 });
   }
   if (typeof options.gateway === 'string') cfg.gateway = options.gateway;
-  if (options.sides) cfg.sides = String(options.sides).split(',').filter((s) => s in SIDE_LABEL);
+  if (options.sides) cfg.sides = String(options.sides).split(',').filter(Boolean);
   if (num('receivers')) cfg.receivers = num('receivers');
   if (num('fixed-rate')) cfg.fixed.rate = num('fixed-rate');
   if (num('step-ms')) cfg.ramp.stepMs = num('step-ms');
   if (options.steps) cfg.ramp.steps = String(options.steps).split(',').map(Number).filter((n) => n > 0);
   if (!(cfg.receivers > 0) || cfg.receivers % cfg.workers !== 0) throw new Error(`--receivers must be a positive multiple of ${cfg.workers}`);
-  if (!cfg.sides.length) throw new Error('--sides must name baseline and/or switchboard');
   return cfg;
 }
 
 export async function run(ctx) {
-  const started = now();
   const cfg = configure(ctx.options);
+  return compare(ctx, cfg, defaultSides(ctx, cfg));
+}
+
+/**
+ * The whole comparison between two sides (see defaultSides), with the fanout scenario's phases.
+ * `text`: { name, title, what } for the report.
+ */
+export async function compare(ctx, cfg, pair, text = { name, title: 'Room fan-out: Switchboard vs bare Socket.IO + Redis adapter' }) {
+  const started = now();
+  const unknownSides = cfg.sides.filter((side) => !(side in pair.specs));
+  if (unknownSides.length || !cfg.sides.length) throw new Error(`--sides must name ${Object.keys(pair.specs).join(' and/or ')}`);
+  const SIDE_LABEL = Object.fromEntries(Object.entries(pair.specs).map(([k, v]) => [k, v.label]));
   const sides = {};
   const topologies = {};
   const live = [];
@@ -113,15 +143,25 @@ export async function run(ctx) {
   try {
     // 1. Both topologies up (fresh processes, fresh key prefix each, same Redis).
     for (const side of cfg.sides) {
-      const script = side === 'switchboard' ? cfg.gateway : undefined;
-      if (!serverAvailable(side, script)) {
-        sides[side] = { status: 'missing', reason: `${serverScript(side, script)} does not exist (build the gateway: npm run build)` };
+      const spec = pair.specs[side];
+      const script = spec.script;
+      if (!serverAvailable(spec.kind, script)) {
+        sides[side] = { status: 'missing', reason: `${serverScript(spec.kind, script)} does not exist (build the gateway: npm run build)` };
         ctx.log(`${label(side)} side NOT RUN: ${sides[side].reason}`);
         continue;
       }
       ctx.log(`${label(side)}: starting ${cfg.pods} pods and ${cfg.receivers} receivers…`);
       try {
-        topologies[side] = await startTopology({ kind: side, script, redisUrl: ctx.redisUrl, ...cfg, log: (l) => ctx.log(`  ${l}`) });
+        const redis = typeof spec.redis === 'function' ? await spec.redis() : { redisUrl: spec.redisUrl, redisEnv: spec.redisEnv };
+        topologies[side] = await startTopology({
+          ...cfg,
+          kind: spec.kind,
+          script,
+          ...redis,
+          podEnv: spec.podEnv,
+          label: spec.prefix,
+          log: (l) => ctx.log(`  ${l}`),
+        });
         sides[side] = { status: 'ok' };
         live.push(side);
       } catch (err) {
@@ -201,14 +241,16 @@ export async function run(ctx) {
   } finally {
     for (const t of Object.values(topologies)) await t.close();
   }
-  return report(cfg, sides);
+  return report(cfg, sides, pair, text);
 }
 
 // ——— report ———
 
-function report(cfg, sides) {
-  const base = sides.baseline;
-  const sb = sides.switchboard;
+function report(cfg, sides, pair, text) {
+  const SIDE_LABEL = Object.fromEntries(Object.entries(pair.specs).map(([k, v]) => [k, v.label]));
+  const [refLabel, subLabel] = [SIDE_LABEL[pair.reference], SIDE_LABEL[pair.subject]];
+  const base = sides[pair.reference];
+  const sb = sides[pair.subject];
   const ok = (s) => s?.status === 'ok';
   const cell = (s, fn) => (ok(s) ? fn(s) : s?.status === 'missing' ? 'not run' : s?.status === 'error' ? 'error' : '–');
   const both = ok(base) && ok(sb);
@@ -220,7 +262,7 @@ function report(cfg, sides) {
   const p99Ratio = r(p99Of);
   const verdict = (value, pass) => (value === undefined ? 'NOT RUN' : pass(value) ? 'PASS' : 'FAIL');
   const satVerdict = verdict(satRatio, (v) => v >= cfg.targets.saturation);
-  const p99Verdict = verdict(p99Ratio, (v) => v <= cfg.targets.p99);
+  const p99Verdict = cfg.targets.p99 === undefined ? 'n/a' : verdict(p99Ratio, (v) => v <= cfg.targets.p99);
   const fr = cfg.fixed.rate;
 
   const rows = [
@@ -246,8 +288,8 @@ function report(cfg, sides) {
       cell(base, (s) => ms(p99Of(s))),
       cell(sb, (s) => ms(p99Of(s))),
       ratio(p99Ratio),
-      `≤ ${cfg.targets.p99}×`,
-      `**${p99Verdict}**`,
+      cfg.targets.p99 === undefined ? 'for information' : `≤ ${cfg.targets.p99}×`,
+      cfg.targets.p99 === undefined ? '' : `**${p99Verdict}**`,
     ],
     [`Fixed ${fr} msg/s: p50 latency`, cell(base, (s) => ms(s.fixed.latency.p50)), cell(sb, (s) => ms(s.fixed.latency.p50)), ratio(r((s) => s.fixed.latency.p50)), '', ''],
     [`Fixed ${fr} msg/s: max latency`, cell(base, (s) => ms(s.fixed.latency.max)), cell(sb, (s) => ms(s.fixed.latency.max)), ratio(r((s) => s.fixed.latency.max)), '', ''],
@@ -301,6 +343,14 @@ function report(cfg, sides) {
       '',
     ],
     [
+      'Pods resident memory per connected receiver (RSS growth while they joined, all pods)',
+      cell(base, (s) => (Number.isFinite(s.connect.podRssPerClient) ? `${int(s.connect.podRssPerClient / 1024)} KiB` : '–')),
+      cell(sb, (s) => (Number.isFinite(s.connect.podRssPerClient) ? `${int(s.connect.podRssPerClient / 1024)} KiB` : '–')),
+      '',
+      '',
+      '',
+    ],
+    [
       'Receivers joined (connect + join time)',
       cell(base, (s) => `${int(s.connect.joined)} (${(s.connect.ms / 1000).toFixed(1)} s)`),
       cell(sb, (s) => `${int(s.connect.joined)} (${(s.connect.ms / 1000).toFixed(1)} s)`),
@@ -311,12 +361,12 @@ function report(cfg, sides) {
   ];
 
   const disturbed = Object.values(sides).some((s) => ok(s) && interference(s).max > cfg.interference.warnAbovePct);
-  const overall = both ? (satVerdict === 'PASS' && p99Verdict === 'PASS' ? 'PASS' : 'FAIL') : 'INCOMPLETE';
+  const overall = both ? (satVerdict === 'PASS' && (p99Verdict === 'PASS' || p99Verdict === 'n/a') ? 'PASS' : 'FAIL') : 'INCOMPLETE';
   const perPod = cfg.receivers / cfg.pods;
   const lines = [
     `**Workload:** ${int(cfg.receivers)} receivers (unique users, ${int(perPod)} per pod on ${cfg.pods} pods, ` +
       `${cfg.workers} receiver processes) in \`${cfg.room}\`; 1 publisher on pod A (not counted as a receiver); ` +
-      `payload \`{ t, seq, pad }\` with a ${cfg.padBytes} B pad; websocket transport; one Redis, a fresh key prefix per side; ` +
+      `payload \`{ t, seq, pad }\` with a ${cfg.padBytes} B pad; websocket transport; ${pair.redisText ?? 'one Redis'}, a fresh key prefix per side; ` +
       `both sides up at once and measured in turn (A B B A…). ` +
       `Fixed phase: ${fr} msg/s for ${cfg.fixed.durationMs / 1000} s per side (${cfg.fixed.segments} interleaved segments). ` +
       `Ramp: ${cfg.ramp.stepMs / 1000} s steps; a step is sustained when delivered ≥ ${cfg.criteria.minDeliveredRatio * 100} % of offered ` +
@@ -334,16 +384,16 @@ function report(cfg, sides) {
     if (s.status === 'missing') lines.push(`> **${SIDE_LABEL[side]} side not run:** ${s.reason}.`, '');
     if (s.status === 'error') lines.push(`> **${SIDE_LABEL[side]} side failed:** ${oneLine(s.reason)}`, '');
   }
-  lines.push(table(['Metric', 'baseline', 'Switchboard', 'Switchboard / baseline', 'target', 'result'], rows), '');
+  lines.push(table(['Metric', refLabel, subLabel, `${subLabel} / ${refLabel}`, 'target', 'result'], rows), '');
   lines.push(
-    `**Verdict: ${overall}${disturbed ? ' — UNRELIABLE, disturbed by other processes' : ''}** (targets: Switchboard ≥ ${cfg.targets.saturation}× the baseline's saturation deliveries/s and ` +
-      `≤ ${cfg.targets.p99}× its p99 at ${fr} msg/s)`,
+    `**Verdict: ${overall}${disturbed ? ' — UNRELIABLE, disturbed by other processes' : ''}** (targets: ${subLabel} ≥ ${cfg.targets.saturation}× ${refLabel}'s saturation deliveries/s` +
+      (cfg.targets.p99 === undefined ? ')' : ` and ≤ ${cfg.targets.p99}× its p99 at ${fr} msg/s)`),
     '',
   );
   if (both && !base.ramp.saturated) {
-    lines.push('> The baseline did not saturate within the ramp: the saturation ratio is an upper bound.', '');
+    lines.push(`> ${refLabel} did not saturate within the ramp: the saturation ratio is an upper bound.`, '');
   } else if (both && !sb.ramp.saturated) {
-    lines.push('> Switchboard did not saturate within the ramp: the saturation ratio is a lower bound.', '');
+    lines.push(`> ${subLabel} did not saturate within the ramp: the saturation ratio is a lower bound.`, '');
   }
 
   for (const [side, s] of Object.entries(sides)) {
@@ -358,12 +408,12 @@ function report(cfg, sides) {
   }
 
   return {
-    name,
-    title: 'Room fan-out: Switchboard vs bare Socket.IO + Redis adapter',
+    name: text.name,
+    title: text.title,
     verdict: overall,
     reliable: !disturbed,
     markdown: lines.join('\n').trimEnd(),
-    data: { config: cfg, sides, ratios: { saturation: satRatio, p99: p99Ratio }, verdicts: { saturation: satVerdict, p99: p99Verdict } },
+    data: { config: cfg, pair: { reference: pair.reference, subject: pair.subject }, sides, ratios: { saturation: satRatio, p99: p99Ratio }, verdicts: { saturation: satVerdict, p99: p99Verdict } },
   };
 }
 

@@ -55,7 +55,7 @@ const DEFAULTS = {
 };
 
 /** Options: --quick --jobs=N --users=N --concurrency=N --gateway=<entry point relative to the repository root> */
-function configure(options = {}) {
+export function configure(options = {}) {
   const cfg = structuredClone(DEFAULTS);
   const num = (key) => (options[key] === undefined ? undefined : Math.floor(Number(options[key])));
   if (options.quick) Object.assign(cfg, { jobs: 6000, warmupJobs: 1000, fanout: { ...cfg.fanout, bulkJobs: 12, singleJobs: 6000, rounds: 2 } });
@@ -138,113 +138,7 @@ export async function run(ctx) {
     ctx.log(`${SIDE_LABEL[side]} side FAILED: ${sides[side].reason}`);
   };
 
-  // ——— CPU accounting and interference (processes outside the bench) ———
-  const benchPids = () => [
-    process.pid,
-    ...childPidsNamed('redis-server'),
-    ...Object.values(env).flatMap((e) => e.pids ?? []),
-  ];
-  const sampleCpu = () => {
-    const pids = benchPids();
-    const per = Object.fromEntries(pids.map((pid) => [pid, cpuTimeMs(pid)]));
-    const values = Object.values(per);
-    return { per, bench: values.every(Number.isFinite) ? values.reduce((a, b) => a + b, 0) : undefined, machine: machineBusyMs() };
-  };
-  let gateLeftMs = cfg.interference.gateBudgetMs;
-  const quietMachine = async () => {
-    if (gateLeftMs <= 0) return;
-    const maxMs = Math.min(cfg.interference.gateMs, gateLeftMs);
-    gateLeftMs -= (await waitForQuietMachine(benchPids(), { thresholdPct: cfg.interference.quietPct, maxMs })) ?? 0;
-  };
-  const timeLeft = () => started + cfg.maxMs - now();
-
-  /**
-   * One measured phase on a side: enqueues `count` jobs built by `build(k, t)`, `cfg.chunk` per call and
-   * as fast as the calls return, then waits until the queue has nothing left to do and the connected
-   * users received `expectedReceipts` of them. Throws when jobs are still pending at the deadline.
-   */
-  const measure = async (side, { tag, count, build, expectedReceipts = 0 }) => {
-    const e = env[side];
-    if (timeLeft() < 5000) throw new Error('out of time for this scenario');
-    const deadline = now() + Math.min(cfg.phaseMaxMs, timeLeft());
-    await quietMachine();
-    if (e.receivers) await e.receivers.call('phase', { tag });
-    const completed0 = await e.completed();
-    const cpu0 = sampleCpu();
-    const t0 = now();
-    const t0Wall = Date.now();
-    for (let i = 0; i < count; i += cfg.chunk) {
-      if (now() > deadline) throw new Error(`enqueueing ${int(count)} jobs took longer than ${Math.round(cfg.phaseMaxMs / 1000)} s`);
-      const t = now();
-      const jobs = [];
-      for (let k = i; k < Math.min(count, i + cfg.chunk); k++) jobs.push(build(k, t));
-      await withDeadline(e.add(jobs), cfg.callTimeoutMs, `enqueueing ${jobs.length} jobs`);
-    }
-    const enqueueMs = now() - t0;
-
-    let drainedAt;
-    let lastKey = '';
-    let lastChange = now();
-    let outcome;
-    for (;;) {
-      const pending = sumCounts(await withDeadline(e.queue.getJobCounts(...PENDING_STATES), cfg.callTimeoutMs, 'queue counts'));
-      const received = e.receivers ? (await e.receivers.call('poll')).received : 0;
-      const t = now();
-      if (pending === 0 && received >= expectedReceipts) {
-        outcome = { ok: true };
-        break;
-      }
-      drainedAt = pending === 0 ? (drainedAt ?? t) : undefined;
-      const key = `${pending}/${received}`;
-      if (key !== lastKey) {
-        lastKey = key;
-        lastChange = t;
-      }
-      if (drainedAt !== undefined && t - drainedAt > cfg.settleMs) {
-        outcome = { ok: false, pending, reason: `${int(expectedReceipts - received)} notifications still missing ${cfg.settleMs / 1000} s after the queue emptied` };
-      } else if (t - lastChange > cfg.stallMs) {
-        outcome = { ok: false, pending, reason: `no progress for ${cfg.stallMs / 1000} s (${int(pending)} jobs pending, ${int(received)} of ${int(expectedReceipts)} received)` };
-      } else if (t > deadline) {
-        outcome = { ok: false, pending, reason: `timed out (${int(pending)} jobs pending, ${int(received)} of ${int(expectedReceipts)} received)` };
-      }
-      if (outcome) break;
-      await sleep(cfg.pollMs);
-    }
-    const cpu1 = sampleCpu();
-    const elapsedMs = now() - t0;
-    if (!outcome.ok && outcome.pending > 0) throw new Error(`${tag}: ${outcome.reason}`);
-
-    const finishedAt = await withDeadline(lastFinishedAt(e.queue), cfg.callTimeoutMs, 'last completed job');
-    const completed = (await e.completed()) - completed0;
-    const { failed } = await withDeadline(e.queue.getJobCounts('failed'), cfg.callTimeoutMs, 'failed count');
-    const rep = e.receivers ? await e.receivers.call('report') : undefined;
-    const cpuOf = (pid) => (cpu0.per[pid] === undefined || cpu1.per[pid] === undefined ? undefined : cpu1.per[pid] - cpu0.per[pid]);
-    const benchCpuMs = cpu0.bench === undefined || cpu1.bench === undefined ? undefined : cpu1.bench - cpu0.bench;
-    const machineCpuMs = cpu0.machine === undefined || cpu1.machine === undefined ? undefined : cpu1.machine - cpu0.machine;
-    const otherCpuMs = benchCpuMs === undefined || machineCpuMs === undefined ? undefined : Math.max(0, machineCpuMs - benchCpuMs);
-    return {
-      tag,
-      count,
-      enqueueMs,
-      jobsMs: finishedAt === undefined ? undefined : finishedAt - t0Wall,
-      completed,
-      failed,
-      expectedReceipts,
-      received: rep?.unique ?? 0,
-      dups: rep?.dups ?? 0,
-      receiptsMs: rep?.lastAt === undefined ? undefined : rep.lastAt - t0,
-      hist: rep ? Histogram.fromJSON(rep.hist) : undefined,
-      problem: outcome.ok ? undefined : outcome.reason,
-      elapsedMs,
-      workerCpuMs: cpuOf(e.workerPid),
-      redisCpuMs: childPidsNamed('redis-server').map(cpuOf).reduce((a, b) => (a === undefined || b === undefined ? undefined : a + b), 0),
-      // Gateway and clients (Switchboard only); the bench process itself is the producer.
-      deliveryCpuMs: (e.deliveryPids ?? []).map(cpuOf).reduce((a, b) => (a === undefined || b === undefined ? undefined : a + b), 0),
-      producerCpuMs: cpuOf(process.pid),
-      machineCpuPct: machineCpuMs === undefined ? undefined : (machineCpuMs / elapsedMs) * 100,
-      otherCpuPct: otherCpuMs === undefined ? undefined : (otherCpuMs / elapsedMs) * 100,
-    };
-  };
+  const { measure, gateLeft } = measurer({ cfg, env, started });
 
   const users = Array.from({ length: cfg.fanout.users }, (_, i) => `bench-${runId}-u${i}`);
   const connected = users.slice(0, cfg.users);
@@ -374,22 +268,142 @@ export async function run(ctx) {
     for (const prefix of prefixes) await dropPrefix(redis, prefix).catch(() => {});
     redis.disconnect();
   }
-  const disturbedNote = gateLeftMs <= 0 ? 'the wait for a quiet machine used up its budget: later phases started on a busy machine' : undefined;
+  const disturbedNote = gateLeft() <= 0 ? 'the wait for a quiet machine used up its budget: later phases started on a busy machine' : undefined;
   if (disturbedNote) notes.push(disturbedNote);
   return report(cfg, sides, env, notes);
 }
 
+/**
+ * The measurement of one phase on a side of `env` (side → stack: queue, add, completed, receivers,
+ * pids…), with CPU accounting and the wait for a quiet machine; shared with the topologies scenario.
+ */
+export function measurer({ cfg, env, started }) {
+  // ——— CPU accounting and interference (processes outside the bench) ———
+  const benchPids = () => [
+    process.pid,
+    ...childPidsNamed('redis-server'),
+    ...Object.values(env).flatMap((e) => e.pids ?? []),
+  ];
+  const sampleCpu = () => {
+    const pids = benchPids();
+    const per = Object.fromEntries(pids.map((pid) => [pid, cpuTimeMs(pid)]));
+    const values = Object.values(per);
+    return { per, bench: values.every(Number.isFinite) ? values.reduce((a, b) => a + b, 0) : undefined, machine: machineBusyMs() };
+  };
+  let gateLeftMs = cfg.interference.gateBudgetMs;
+  const quietMachine = async () => {
+    if (gateLeftMs <= 0) return;
+    const maxMs = Math.min(cfg.interference.gateMs, gateLeftMs);
+    gateLeftMs -= (await waitForQuietMachine(benchPids(), { thresholdPct: cfg.interference.quietPct, maxMs })) ?? 0;
+  };
+  const timeLeft = () => started + cfg.maxMs - now();
+  
+  /**
+   * One measured phase on a side: enqueues `count` jobs built by `build(k, t)`, `cfg.chunk` per call and
+   * as fast as the calls return, then waits until the queue has nothing left to do and the connected
+   * users received `expectedReceipts` of them. Throws when jobs are still pending at the deadline.
+   */
+  const measure = async (side, { tag, count, build, expectedReceipts = 0 }) => {
+    const e = env[side];
+    if (timeLeft() < 5000) throw new Error('out of time for this scenario');
+    const deadline = now() + Math.min(cfg.phaseMaxMs, timeLeft());
+    await quietMachine();
+    if (e.receivers) await e.receivers.call('phase', { tag });
+    const completed0 = await e.completed();
+    const cpu0 = sampleCpu();
+    const t0 = now();
+    const t0Wall = Date.now();
+    for (let i = 0; i < count; i += cfg.chunk) {
+      if (now() > deadline) throw new Error(`enqueueing ${int(count)} jobs took longer than ${Math.round(cfg.phaseMaxMs / 1000)} s`);
+      const t = now();
+      const jobs = [];
+      for (let k = i; k < Math.min(count, i + cfg.chunk); k++) jobs.push(build(k, t));
+      await withDeadline(e.add(jobs), cfg.callTimeoutMs, `enqueueing ${jobs.length} jobs`);
+    }
+    const enqueueMs = now() - t0;
+  
+    let drainedAt;
+    let lastKey = '';
+    let lastChange = now();
+    let outcome;
+    for (;;) {
+      const pending = sumCounts(await withDeadline(e.queue.getJobCounts(...PENDING_STATES), cfg.callTimeoutMs, 'queue counts'));
+      const received = e.receivers ? (await e.receivers.call('poll')).received : 0;
+      const t = now();
+      if (pending === 0 && received >= expectedReceipts) {
+        outcome = { ok: true };
+        break;
+      }
+      drainedAt = pending === 0 ? (drainedAt ?? t) : undefined;
+      const key = `${pending}/${received}`;
+      if (key !== lastKey) {
+        lastKey = key;
+        lastChange = t;
+      }
+      if (drainedAt !== undefined && t - drainedAt > cfg.settleMs) {
+        outcome = { ok: false, pending, reason: `${int(expectedReceipts - received)} notifications still missing ${cfg.settleMs / 1000} s after the queue emptied` };
+      } else if (t - lastChange > cfg.stallMs) {
+        outcome = { ok: false, pending, reason: `no progress for ${cfg.stallMs / 1000} s (${int(pending)} jobs pending, ${int(received)} of ${int(expectedReceipts)} received)` };
+      } else if (t > deadline) {
+        outcome = { ok: false, pending, reason: `timed out (${int(pending)} jobs pending, ${int(received)} of ${int(expectedReceipts)} received)` };
+      }
+      if (outcome) break;
+      await sleep(cfg.pollMs);
+    }
+    const cpu1 = sampleCpu();
+    const elapsedMs = now() - t0;
+    if (!outcome.ok && outcome.pending > 0) throw new Error(`${tag}: ${outcome.reason}`);
+  
+    const finishedAt = await withDeadline(lastFinishedAt(e.queue), cfg.callTimeoutMs, 'last completed job');
+    const completed = (await e.completed()) - completed0;
+    const { failed } = await withDeadline(e.queue.getJobCounts('failed'), cfg.callTimeoutMs, 'failed count');
+    const rep = e.receivers ? await e.receivers.call('report') : undefined;
+    const cpuOf = (pid) => (cpu0.per[pid] === undefined || cpu1.per[pid] === undefined ? undefined : cpu1.per[pid] - cpu0.per[pid]);
+    const benchCpuMs = cpu0.bench === undefined || cpu1.bench === undefined ? undefined : cpu1.bench - cpu0.bench;
+    const machineCpuMs = cpu0.machine === undefined || cpu1.machine === undefined ? undefined : cpu1.machine - cpu0.machine;
+    const otherCpuMs = benchCpuMs === undefined || machineCpuMs === undefined ? undefined : Math.max(0, machineCpuMs - benchCpuMs);
+    return {
+      tag,
+      count,
+      enqueueMs,
+      jobsMs: finishedAt === undefined ? undefined : finishedAt - t0Wall,
+      completed,
+      failed,
+      expectedReceipts,
+      received: rep?.unique ?? 0,
+      dups: rep?.dups ?? 0,
+      receiptsMs: rep?.lastAt === undefined ? undefined : rep.lastAt - t0,
+      hist: rep ? Histogram.fromJSON(rep.hist) : undefined,
+      problem: outcome.ok ? undefined : outcome.reason,
+      elapsedMs,
+      workerCpuMs: cpuOf(e.workerPid),
+      redisCpuMs: (e.redisPids ?? childPidsNamed('redis-server')).map(cpuOf).reduce((a, b) => (a === undefined || b === undefined ? undefined : a + b), 0),
+      // Gateway and clients (Switchboard only); the bench process itself is the producer.
+      deliveryCpuMs: (e.deliveryPids ?? []).map(cpuOf).reduce((a, b) => (a === undefined || b === undefined ? undefined : a + b), 0),
+      producerCpuMs: cpuOf(process.pid),
+      machineCpuPct: machineCpuMs === undefined ? undefined : (machineCpuMs / elapsedMs) * 100,
+      otherCpuPct: otherCpuMs === undefined ? undefined : (otherCpuMs / elapsedMs) * 100,
+    };
+  };
+  return { measure, gateLeft: () => gateLeftMs };
+}
+
 // ——— setup ———
 
-async function startSwitchboard({ ctx, cfg, runId, connected, prefixes, closers }) {
-  const keyPrefix = `bench.nsb.${runId}`;
+/**
+ * One gateway, one dispatcher, `connected` users with a socket each, and a producer. `redis`: where
+ * (`env`: the services' topology variables; `connection`: the producer's) — the run's Redis by default.
+ */
+export async function startSwitchboard({ ctx, cfg, runId, connected, prefixes, closers, redis, tag = 'nsb' }) {
+  redis ??= { env: { REDIS_URL: ctx.redisUrl }, connection: ctx.redisUrl };
+  const keyPrefix = `bench.${tag}.${runId}`;
   prefixes.push(keyPrefix);
   const jwtSecret = randomBytes(32).toString('base64url');
   const pods = await startPods({
     kind: 'switchboard',
     script: cfg.gateway,
     count: 1,
-    redisUrl: ctx.redisUrl,
+    redisEnv: redis.env,
     keyPrefix,
     jwtSecret,
     readyTimeoutMs: cfg.readyTimeoutMs,
@@ -407,7 +421,7 @@ async function startSwitchboard({ ctx, cfg, runId, connected, prefixes, closers 
       NODE_ENV: 'production',
       HOST: '127.0.0.1',
       OPS_PORT: String(opsPort),
-      REDIS_URL: ctx.redisUrl,
+      ...redis.env,
       KEY_PREFIX: keyPrefix,
       POD_ID: 'bench-dispatcher',
       LOG_LEVEL: 'warn',
@@ -432,7 +446,7 @@ async function startSwitchboard({ ctx, cfg, runId, connected, prefixes, closers 
   );
   if (c.connected < connected.length) throw new Error(`only ${c.connected}/${connected.length} clients connected: ${JSON.stringify(c.failures)}`);
 
-  const producer = createProducer({ connection: ctx.redisUrl, keyPrefix, connectTimeoutMs: 5000 });
+  const producer = createProducer({ connection: redis.connection, keyPrefix, connectTimeoutMs: 5000 });
   closers.push(() => producer.close());
   await withDeadline(producer.queue.waitUntilReady(), cfg.readyTimeoutMs, 'producer queue');
   ctx.log(
@@ -493,7 +507,7 @@ async function startRaw({ ctx, cfg, runId, prefixes, closers }) {
 
 // ——— report ———
 
-function totals(rs) {
+export function totals(rs) {
   const sum = (fn) => rs.reduce((s, r) => s + (fn(r) ?? NaN), 0);
   const hist = rs.reduce((h, r) => (r.hist ? h.merge(r.hist) : h), new Histogram());
   const jobs = sum((r) => r.count);
