@@ -12,7 +12,8 @@ const ALL = ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'te
 
 /**
  * The tests of what depends on the Redis topology (SPEC §8): rooms across pods, presence,
- * reaping, history and recovery, notifications, admin stats, and stock clients. They run on
+ * reaping, history and recovery, notifications, admin stats, stock clients, and lifecycle events
+ * (SPEC §7a). They run on
  * standalone Redis with everything else, and again on a Sentinel group and on a Redis Cluster
  * (sharded pub/sub, its default there), each started by the global setup for its project.
  */
@@ -24,6 +25,7 @@ const TOPOLOGY_TESTS = [
   'packages/client/test/resume.test.ts',
   'services/dispatcher/test/end-to-end.test.ts',
   'services/admin/test/cluster.test.ts',
+  'tests/harness/test/lifecycle-events.test.ts',
 ];
 
 const project = (name: 'standalone' | 'sentinel' | 'cluster', include: string[]) => ({

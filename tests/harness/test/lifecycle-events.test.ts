@@ -1,8 +1,7 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { EVENTS_QUEUE, type LifecycleEvent } from '@switchboard/protocol';
-import { queuePrefix } from '@switchboard/store';
+import { isCluster, queuePrefix, type RedisClient } from '@switchboard/store';
 import { eventually, scrapeMetric } from '@switchboard/testkit';
 import {
   startAdminProcess,
@@ -53,7 +52,7 @@ describe('lifecycle events to a webhook and the events queue', () => {
   const dispatchers: ProcessHandle[] = [];
   let admin: ProcessHandle | undefined;
   let eventsQueue: Queue;
-  let redis: Redis;
+  let redis: RedisClient;
 
   const startDispatcher = async (env: Record<string, string> = {}) => {
     const d = await startDispatcherProcess({
@@ -73,8 +72,8 @@ describe('lifecycle events to a webhook and the events queue', () => {
       processes: true,
       env: { HEARTBEAT_INTERVAL_MS: String(HEARTBEAT), EVENTS_QUEUE: 'true', MAX_CONNECTIONS_PER_USER: '20' },
     });
-    redis = cluster.redis as Redis;
-    eventsQueue = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix(cluster.keyPrefix, false) });
+    redis = cluster.redis;
+    eventsQueue = new Queue(EVENTS_QUEUE, { connection: redis, prefix: queuePrefix(cluster.keyPrefix, isCluster(redis)) });
   }, 60_000);
   afterEach(async () => {
     receiver.mode = 'ok';
