@@ -13,9 +13,9 @@ const ALL = ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'te
 /**
  * The tests of what depends on the Redis topology (SPEC §8): rooms across pods, presence,
  * reaping, history and recovery, notifications, admin stats, stock clients, and lifecycle events
- * (SPEC §7a). They run on
- * standalone Redis with everything else, and again on a Sentinel group and on a Redis Cluster
- * (sharded pub/sub, its default there), each started by the global setup for its project.
+ * (SPEC §7a). They run on standalone Redis with everything else, and again on a Sentinel group and
+ * on a Redis Cluster (sharded pub/sub, its default there), each started by the global setup for
+ * its project.
  */
 const TOPOLOGY_TESTS = [
   'services/gateway/test/cluster.test.ts',
