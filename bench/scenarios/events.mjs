@@ -93,6 +93,9 @@ async function registryCost(redis, cfg, log) {
   const sides = { off: await setup(redis, false, cfg.sockets), on: await setup(redis, true, cfg.sockets) };
   const results = { off: [], on: [] };
   try {
+    // a block per side first, not counted: JIT, connections, Redis' script cache
+    for (const s of ['off', 'on']) await block(redis, sides[s], cfg);
+    await redis.del(keys(sides.on.keyPrefix).eventOutbox);
     for (let b = 0; b < cfg.blocks; b++) {
       const order = b % 2 === 0 ? ['off', 'on'] : ['on', 'off'];
       for (const s of order) {
@@ -218,7 +221,8 @@ async function throughGateways(redisUrl, redis, cfg, log) {
       sides[side] = { pod, clients, keyPrefix, results: [] };
     }
     const ops = Math.max(1000, Math.floor(cfg.ops / 2));
-    for (let b = 0; b < cfg.blocks; b++) {
+    // block -1 of each side is a warm-up, not counted
+    for (let b = -1; b < cfg.blocks; b++) {
       for (const name of b % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
         const side = sides[name];
         const pod0 = cpuTimeMs(side.pod.pid);
@@ -244,6 +248,7 @@ async function throughGateways(redisUrl, redis, cfg, log) {
           podCpuUsPerOp: ((cpuTimeMs(side.pod.pid) - pod0) * 1000) / done,
           redisCpuUsPerOp: (((await redisCpuMs(redis)) - redis0) * 1000) / done,
         };
+        if (b < 0) continue;
         side.results.push(r);
         log(`  gateway block ${b + 1} ${name.padEnd(3)}: ${int(r.opsPerSec)} ops/s, pod ${r.podCpuUsPerOp.toFixed(0)} µs/op, Redis ${r.redisCpuUsPerOp.toFixed(1)} µs/op`);
       }
