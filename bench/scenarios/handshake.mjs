@@ -30,7 +30,7 @@ const DEFAULTS = {
   connects: 3000,
   inFlight: 100,
   rounds: 3,
-  warmup: 300,
+  warmup: 1000,
   idle: 10_000,
   targets: { rate: 0.9, p99: 1.2, memory: 1.2 },
 };
