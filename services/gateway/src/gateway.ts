@@ -32,6 +32,7 @@ import { createHeartbeat } from './heartbeat.js';
 import { createGatewayMetrics, reasonLabel } from './metrics.js';
 import { PodRegistry } from './pod-registry.js';
 import { announceArrival, announceDeparture, announceRestore } from './presence-events.js';
+import { LazySet } from './lazy-set.js';
 import { TokenBucket } from './rate-limit.js';
 import { SessionClock } from './session-timer.js';
 
@@ -215,8 +216,8 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       const state: SocketState = {
         bucket: new TokenBucket(config.limits.ratePerSec, config.limits.rateBurst),
         ref: { socketId: socket.id, userId: socket.data.userId, guest: socket.data.guest },
-        rooms: new Set(),
-        watched: new Set(),
+        rooms: new LazySet(),
+        watched: new LazySet(),
         connected: false,
       };
       states.set(socket.id, state);
@@ -269,8 +270,9 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     metrics.connections.inc();
     metrics.connectionsTotal.inc({ result: 'accepted' });
     scopes.set(socket.id, { socket, data: socket.data, state });
-    // The handshake has read what it needs (socket.handshake keeps the headers): the HTTP request
-    // object is not kept for the life of the connection (Socket.IO's own memory advice).
+    // The handshake has read what it needs (socket.handshake keeps the headers): the connection
+    // does not keep the HTTP request for its life (Socket.IO's memory advice). That frees it for
+    // polling clients; over websocket, engine.io's upgrade response object still holds it.
     (socket.conn as { request: unknown }).request = null;
     socket.onAny(onEvent);
 
