@@ -14,10 +14,16 @@ export function rssBytes(pid) {
   return m ? Number(m[1]) * 1024 : undefined;
 }
 
-/** Asks a process started with GC_NODE_ARGS for a full GC, then waits `settleMs`. */
-export async function collect(pid, settleMs = 1000) {
+/**
+ * Asks a process started with GC_NODE_ARGS for a full GC, waits `settleMs`, and returns what the
+ * process said of its memory then (`process.memoryUsage()`), when `child` (its ChildProcess with
+ * the output kept by procs.mjs) is given.
+ */
+export async function collect(pid, settleMs = 1000, child = undefined) {
   process.kill(pid, 'SIGWINCH');
   await sleep(settleMs);
+  const lines = child?.output?.match(/^bench-memory (\{.*\})$/gm);
+  return lines ? JSON.parse(lines.at(-1).slice('bench-memory '.length)) : undefined;
 }
 
 /** Waits (≤ maxMs) until the processes together use less than `pct` % of a core over 250 ms windows. */

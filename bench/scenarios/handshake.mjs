@@ -147,17 +147,19 @@ export async function run(ctx) {
         await connector.call('connect', { url: t.pod.url, userIds: t.nextUsers(cfg.warmup), jwtSecret: t.jwtSecret, inFlight: cfg.inFlight }, 120_000);
         await connector.call('close', {}, 30_000);
         await waitIdle([t.pod.pid]);
-        await collect(t.pod.pid);
+        const mem0 = await collect(t.pod.pid, 1000, t.pod.child);
         const rss0 = rssBytes(t.pod.pid);
         const r = await connector.call('connect', { url: t.pod.url, userIds: t.nextUsers(cfg.idle), jwtSecret: t.jwtSecret, inFlight: cfg.inFlight }, 600_000);
         await waitIdle([t.pod.pid]);
         await sleep(1000);
-        await collect(t.pod.pid);
+        const mem1 = await collect(t.pod.pid, 1000, t.pod.child);
         const rss1 = rssBytes(t.pod.pid);
-        results[side].memory = { connected: r.connected, rss0, rss1, perConnection: (rss1 - rss0) / r.connected };
+        const heapPerConnection = mem0 && mem1 ? (mem1.heapUsed - mem0.heapUsed) / r.connected : undefined;
+        results[side].memory = { connected: r.connected, rss0, rss1, perConnection: (rss1 - rss0) / r.connected, heapPerConnection };
         ctx.log(
           `  ${SIDES[side].label.padEnd(22)} ${int(r.connected)} idle: RSS ${(rss0 / 2 ** 20).toFixed(1)} → ${(rss1 / 2 ** 20).toFixed(1)} MiB, ` +
-            `${(results[side].memory.perConnection / 1024).toFixed(1)} KB per connection`,
+            `${(results[side].memory.perConnection / 1024).toFixed(1)} KB per connection` +
+            (heapPerConnection === undefined ? '' : ` (JS heap ${(heapPerConnection / 1024).toFixed(1)} KB)`),
         );
         await connector.call('close', {}, 60_000);
         await stopPods([t.pod]);
@@ -203,6 +205,7 @@ function report(cfg, results, missing) {
       cpuPct: r.rounds.map((x) => x.podCpuPct),
       failed: r.rounds.reduce((a, x) => a + (cfg.connects - x.connected), 0),
       memory: r.memory?.perConnection,
+      heap: r.memory?.heapPerConnection,
       commands: r.commands,
     };
   };
@@ -233,6 +236,7 @@ function report(cfg, results, missing) {
     row('Other processes\' CPU during each round (interference)', (x) => list(x.otherPct, (v) => `${Math.round(v)} %`), undefined, '≈ 0 %', ''),
     row('Failed connects', (x) => int(x.failed), undefined, '0', ''),
     row(`**RSS per idle connection** at ${int(cfg.idle)}`, (x) => kb(x.memory), memRatio, `≤ ${cfg.targets.memory}× bare + jose`, vMem),
+    row(`JS heap used per idle connection (after a full GC)`, (x) => kb(x.heap), ratioOf((x) => x.heap), '', ''),
     row('Redis commands per handshake (scripts\' inner calls included)', (x) => commandsCell(x.commands), undefined, '', ''),
   ];
   const complete = vRate !== 'NOT RUN' && vMem !== 'NOT RUN' && vP99 !== 'NOT RUN';

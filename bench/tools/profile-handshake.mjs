@@ -5,6 +5,7 @@
 // CPU self time by function and by package, and the heap diff by constructor.
 //
 //   node bench/tools/profile-handshake.mjs [--connects=3000] [--idle=10000] [--gateway=path] [--keep]
+//                                          [--baseline[=jose]]   the bare server instead (to compare)
 //
 // Everything runs on 127.0.0.1 and is stopped at the end; profiles and snapshots go to a fresh
 // temporary directory, removed unless --keep.
@@ -107,15 +108,16 @@ try {
   const redis = new Redis(redisServer.url);
   onCleanup(() => redis.quit());
   const jwtSecret = randomBytes(32).toString('base64url');
+  const baseline = opts.baseline !== undefined;
   const [pod] = await startPods({
-    kind: 'switchboard',
+    kind: baseline ? 'baseline' : 'switchboard',
     script: opts.gateway,
     count: 1,
     redisUrl: redisServer.url,
     keyPrefix: `bench.prof.${randomBytes(3).toString('hex')}`,
     jwtSecret,
     nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...GC_NODE_ARGS],
-    env: { BENCH_HEAP_SNAPSHOT_DIR: dir },
+    env: { BENCH_HEAP_SNAPSHOT_DIR: dir, ...(opts.baseline === 'jose' ? { BASELINE_AUTH: 'jose' } : {}) },
   });
   const connector = new WorkerProcess(CONNECTOR, { label: 'profile-connector', env: { ...process.env, NODE_ENV: 'production' } });
   onCleanup(() => connector.close());
