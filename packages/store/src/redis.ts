@@ -26,10 +26,8 @@ export interface ClientOptions {
   connectTimeout?: number;
   /**
    * Send the commands issued in one turn of the event loop in one write (ioredis
-   * `enableAutoPipelining`): many handshakes at once cost one socket write instead of one each. Not
-   * for a subscriber. Standalone and Sentinel only: on Cluster, ioredis picks an auto-pipelined
-   * command's slot from its first argument, which for a script with its key count first (the
-   * registry's) is the count, not a key. @default false
+   * `enableAutoPipelining`): many handshakes or broadcasts at once cost one socket write instead of
+   * one each. Not for a subscriber. @default false
    */
   autoPipelining?: boolean;
 }
@@ -60,6 +58,7 @@ export function createRedisClient(config: RedisConfig, role: string, logger: Red
     ...(options.commandTimeout !== undefined ? { commandTimeout: options.commandTimeout } : {}),
     ...(options.lazyConnect ? { lazyConnect: true } : {}),
     ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {}),
+    ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
   };
   const auth: RedisOptions = {
     ...(config.username ? { username: config.username } : {}),
@@ -67,16 +66,14 @@ export function createRedisClient(config: RedisConfig, role: string, logger: Red
     ...(config.tls ? { tls: {} } : {}),
   };
   const t = config.topology;
-  const pipelined: RedisOptions = options.autoPipelining ? { enableAutoPipelining: true } : {};
   let client: RedisClient;
   switch (t.kind) {
     case 'standalone':
-      client = new Redis(t.url, { ...common, ...pipelined });
+      client = new Redis(t.url, common);
       break;
     case 'sentinel':
       client = new Redis({
         ...common,
-        ...pipelined,
         ...auth,
         sentinels: t.sentinels,
         name: t.name,
@@ -94,6 +91,7 @@ export function createRedisClient(config: RedisConfig, role: string, logger: Red
         ...(options.enableOfflineQueue !== undefined ? { enableOfflineQueue: options.enableOfflineQueue } : {}),
         ...(options.lazyConnect ? { lazyConnect: true } : {}),
         ...(options.shardedSubscriber ? { shardedSubscribers: true } : {}),
+        ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
       };
       client = new Cluster(t.nodes, clusterOptions);
       break;
