@@ -24,12 +24,6 @@ export interface ClientOptions {
   lazyConnect?: boolean;
   /** Give up a connection attempt after this long. @default 10000 */
   connectTimeout?: number;
-  /**
-   * Send the commands issued in one turn of the event loop in one write (ioredis
-   * `enableAutoPipelining`): many handshakes or broadcasts at once cost one socket write instead of
-   * one each. Not for a subscriber. @default false
-   */
-  autoPipelining?: boolean;
 }
 
 /** Whether a client talks to Redis Cluster. */
@@ -58,7 +52,6 @@ export function createRedisClient(config: RedisConfig, role: string, logger: Red
     ...(options.commandTimeout !== undefined ? { commandTimeout: options.commandTimeout } : {}),
     ...(options.lazyConnect ? { lazyConnect: true } : {}),
     ...(options.connectTimeout !== undefined ? { connectTimeout: options.connectTimeout } : {}),
-    ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
   };
   const auth: RedisOptions = {
     ...(config.username ? { username: config.username } : {}),
@@ -91,7 +84,6 @@ export function createRedisClient(config: RedisConfig, role: string, logger: Red
         ...(options.enableOfflineQueue !== undefined ? { enableOfflineQueue: options.enableOfflineQueue } : {}),
         ...(options.lazyConnect ? { lazyConnect: true } : {}),
         ...(options.shardedSubscriber ? { shardedSubscribers: true } : {}),
-        ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
       };
       client = new Cluster(t.nodes, clusterOptions);
       break;

@@ -1,8 +1,6 @@
 import { Redis } from 'ioredis';
-import { randomUUID } from 'node:crypto';
-import { loadRedisConfig } from '@switchboard/config';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createRedisClient, isRedisUnavailable, pingWithin, queuePrefix, ReplicationTimeoutError, throttled, waitForReplicas } from '../src/redis.js';
+import { isRedisUnavailable, pingWithin, queuePrefix, ReplicationTimeoutError, throttled, waitForReplicas } from '../src/redis.js';
 
 describe('isRedisUnavailable', () => {
   it('tells "retry later" from bugs and refused commands', () => {
@@ -58,21 +56,5 @@ describe('helpers', () => {
     const warn = throttled((n: number) => seen.push(n), 60_000);
     for (let i = 0; i < 5; i++) warn(i);
     expect(seen).toEqual([0]);
-  });
-});
-
-describe('createRedisClient with autoPipelining', () => {
-  it('pipelines the commands of one turn of the event loop and answers each on its own, errors included', async () => {
-    const client = createRedisClient(loadRedisConfig({ REDIS_URL: inject('redisUrl') }), 'test-autopipeline', { warn: () => {} }, { autoPipelining: true });
-    try {
-      const key = `test-autopipeline:${randomUUID()}`;
-      const answers = await Promise.all([client.set(key, 'a'), client.get(key), client.incr(`${key}:n`), client.incr(`${key}:n`), client.hget(key, 'x').catch((err: Error) => err.message)]);
-      expect(answers.slice(0, 4)).toEqual(['OK', 'a', 1, 2]);
-      expect(String(answers[4])).toMatch(/WRONGTYPE/);
-      expect((client as Redis).options.enableAutoPipelining).toBe(true);
-      await client.del(key, `${key}:n`);
-    } finally {
-      await client.quit();
-    }
   });
 });

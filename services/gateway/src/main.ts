@@ -20,9 +20,7 @@ const logger = createLogger({ service: 'gateway', level: config.logLevel, pod: c
 for (const w of jwtWarnings(config.jwt)) logger.warn({ variables: w.variables }, w.message);
 const metrics = createRegistry('gateway', config.podId);
 // Commands fail fast while Redis is away: an ack says UNAVAILABLE instead of hanging.
-// Auto-pipelined: the registry writes of many handshakes at once go out in one write. Not the
-// adapter's publisher: a broadcast leaves at once, before the acks and events that follow it.
-const redis = createRedisClient(config.redis, 'gateway', logger, { maxRetriesPerRequest: 1, autoPipelining: true });
+const redis = createRedisClient(config.redis, 'gateway', logger, { maxRetriesPerRequest: 1 });
 const pubClient = createRedisClient(config.redis, 'gateway-pub', logger, { maxRetriesPerRequest: 1 });
 // sharded pub/sub on Cluster subscribes through one connection per shard
 const subClient = createRedisClient(config.redis, 'gateway-sub', logger, { shardedSubscriber: config.redis.pubsubMode === 'sharded' });

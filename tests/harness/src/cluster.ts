@@ -149,8 +149,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const env = baseEnv(index, 0, 0);
     const config = loadGatewayConfig(env);
     const logger = createLogger({ service: 'gateway', level: config.logLevel, pod: config.podId });
-    // as services/gateway/src/main.ts builds them
-    const commands = createRedisClient(config.redis, 'test-gateway', quiet, { maxRetriesPerRequest: 1, autoPipelining: true });
+    const commands = createRedisClient(config.redis, 'test-gateway', quiet, { maxRetriesPerRequest: 1 });
     const pub = createRedisClient(config.redis, 'test-pub', quiet, { maxRetriesPerRequest: 1 });
     const sub = createRedisClient(config.redis, 'test-sub', quiet, { shardedSubscriber: config.redis.pubsubMode === 'sharded' });
     await Promise.all([commands, pub, sub].map((c) => waitReady(c, 30_000)));
