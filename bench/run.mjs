@@ -39,7 +39,7 @@ async function loadScenarios() {
   for (const file of files) {
     const mod = await import(pathToFileURL(SCENARIOS_DIR + file).href);
     if (typeof mod.run !== 'function' || !mod.name) throw new Error(`scenarios/${file} must export name, description and run(ctx)`);
-    scenarios.push({ name: mod.name, description: mod.description ?? '', run: mod.run });
+    scenarios.push({ name: mod.name, description: mod.description ?? '', run: mod.run, optIn: mod.optIn === true });
   }
   return scenarios;
 }
@@ -61,7 +61,7 @@ async function main() {
 
   if (options.list || options.help) {
     console.log('usage: node bench/run.mjs [scenario …] [--option[=value] …]\n\nscenarios:');
-    for (const s of all) console.log(`  ${s.name.padEnd(12)} ${s.description}`);
+    for (const s of all) console.log(`  ${s.name.padEnd(12)} ${s.optIn ? '(only when named) ' : ''}${s.description}`);
     return 0;
   }
   const unknown = names.filter((n) => !all.some((s) => s.name === n));
@@ -69,7 +69,8 @@ async function main() {
     console.error(`unknown scenario(s): ${unknown.join(', ')}; available: ${all.map((s) => s.name).join(', ')}`);
     return 2;
   }
-  const selected = names.length ? all.filter((s) => names.includes(s.name)) : all;
+  // A scenario that exports `optIn = true` (too heavy for every run) runs only when named.
+  const selected = names.length ? all.filter((s) => names.includes(s.name)) : all.filter((s) => !s.optIn);
 
   const startedAt = new Date();
   const machine = await machineInfo();

@@ -1,10 +1,14 @@
 // Bare Socket.IO + @socket.io/redis-adapter server: the reference point for the fan-out bench.
 // Same env contract as the gateway for what it uses (PORT, HOST, REDIS_URL, KEY_PREFIX, POD_ID);
-// no auth, no validation, no metrics, no history. Started by bench/lib/pods.mjs.
+// no validation, no metrics, no history. Started by bench/lib/pods.mjs.
+// Auth: none by default (the user id is read from the token unverified); with BASELINE_AUTH=jose,
+// the token (`auth.token`) is verified with jose's HS256 `jwtVerify` against JWT_SECRET in `io.use`,
+// the least a real server does: the handshake bench's "bare + jose" reference.
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { Redis } from 'ioredis';
+import { jwtVerify } from 'jose';
 
 const port = Number(process.env.PORT ?? 3000);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -32,9 +36,23 @@ const io = new Server(http, {
   adapter: createAdapter(pub, sub, { key: `${keyPrefix}:io` }),
 });
 
+if (process.env.BASELINE_AUTH === 'jose') {
+  const key = new TextEncoder().encode(process.env.JWT_SECRET ?? '');
+  const options = { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] };
+  io.use((socket, next) => {
+    jwtVerify(String(socket.handshake.auth?.token ?? ''), key, options).then(
+      ({ payload }) => {
+        socket.data.userId = payload.sub;
+        next();
+      },
+      () => next(new Error('AUTH_INVALID')),
+    );
+  });
+}
+
 let seq = 0;
 io.on('connection', (socket) => {
-  const userId = userIdFromToken(socket.handshake.auth?.token) ?? socket.id;
+  const userId = socket.data.userId ?? userIdFromToken(socket.handshake.auth?.token) ?? socket.id;
 
   socket.on('room:join', (payload, ack) => {
     const room = payload?.room;

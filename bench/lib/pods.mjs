@@ -28,8 +28,10 @@ export const serverAvailable = (kind, override) => existsSync(resolve(ROOT, serv
  * @param {string} o.keyPrefix  fresh per run so runs never share adapter channels or keys
  * @param {string} o.jwtSecret
  * @param {Record<string,string>} [o.env] extra environment
+ * @param {string[]} [o.nodeArgs] Node options before the script (e.g. `--expose-gc`)
+ * @param {number[]} [o.ports] public ports to use, one per pod (default: free ones)
  */
-export async function startPods({ kind, script: override, count, redisUrl, redisEnv, keyPrefix, jwtSecret, env = {}, readyTimeoutMs = 30_000 }) {
+export async function startPods({ kind, script: override, count, redisUrl, redisEnv, keyPrefix, jwtSecret, env = {}, nodeArgs = [], ports: fixedPorts, readyTimeoutMs = 30_000 }) {
   const { label } = SERVERS[kind];
   const script = resolve(ROOT, serverScript(kind, override));
   if (!existsSync(script)) throw new Error(`${label} not found (${relative(ROOT, script)})`);
@@ -37,11 +39,13 @@ export async function startPods({ kind, script: override, count, redisUrl, redis
   const ports = await distinctFreePorts(count * 2);
   try {
     for (let i = 0; i < count; i++) {
-      const [port, opsPort] = ports.slice(i * 2, i * 2 + 2);
+      const [freeA, opsPort] = ports.slice(i * 2, i * 2 + 2);
+      const port = fixedPorts?.[i] ?? freeA;
       const id = `bench-${kind}-${String.fromCharCode(97 + i)}`;
       const child = spawnNode(script, {
         label: id,
         cwd: ROOT,
+        nodeArgs,
         env: {
           PATH: process.env.PATH,
           HOME: process.env.HOME,

@@ -19,9 +19,9 @@ function register(child, label) {
   return child;
 }
 
-/** Spawns a Node script with piped output (kept as a tail for error messages). */
-export function spawnNode(script, { label, env, cwd, args = [] }) {
-  return register(spawn(process.execPath, [script, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] }), label);
+/** Spawns a Node script with piped output (kept as a tail for error messages); `nodeArgs` go before the script. */
+export function spawnNode(script, { label, env, cwd, args = [], nodeArgs = [] }) {
+  return register(spawn(process.execPath, [...nodeArgs, script, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] }), label);
 }
 
 /** Forks a Node script with an IPC channel. */

@@ -1,3 +1,4 @@
+import { webcrypto } from 'node:crypto';
 import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { AuthError, type AuthErrorCode } from './auth-error.js';
 import { isRoomTokenFor, toAccessClaims, type AccessClaims } from './claims.js';
@@ -80,7 +81,11 @@ export function createVerifier(options: VerifierOptions): TokenVerifier {
     throw new Error('JWT_CLOCK_TOLERANCE_SEC must be a non-negative number');
   }
   const getKey: JWTVerifyGetKey =
-    material.kind === 'jwks' ? new JwksRegistry().register(material.url, options.issuer) : () => material.key;
+    material.kind === 'jwks'
+      ? new JwksRegistry().register(material.url, options.issuer)
+      : material.kind === 'secret'
+        ? hmacKeys(material.key)
+        : () => material.key;
   const verifyOptions: JWTVerifyOptions = {
     algorithms: material.algorithms,
     clockTolerance,
@@ -112,6 +117,27 @@ export function createVerifier(options: VerifierOptions): TokenVerifier {
     },
   };
 }
+
+/**
+ * The shared secret as a WebCrypto key per HS* algorithm, imported once: given the raw bytes, jose
+ * imports them again for every token it verifies. Any other algorithm gets the raw bytes, which
+ * jose refuses as it did before (the allow-list is checked before the key is asked for).
+ */
+function hmacKeys(secret: Uint8Array): JWTVerifyGetKey {
+  const imported = new Map<string, Promise<webcrypto.CryptoKey>>();
+  return ({ alg }) => {
+    const hash = HMAC_HASHES[alg];
+    if (hash === undefined) return secret;
+    let key = imported.get(alg);
+    if (!key) {
+      key = webcrypto.subtle.importKey('raw', secret, { name: 'HMAC', hash }, false, ['verify']);
+      imported.set(alg, key);
+    }
+    return key;
+  };
+}
+
+const HMAC_HASHES: Readonly<Record<string, string>> = { HS256: 'SHA-256', HS384: 'SHA-384', HS512: 'SHA-512' };
 
 function failure(kind: TokenKind, code: AuthErrorCode, cause?: unknown): AuthError {
   return new AuthError(code, MESSAGES[kind][code], cause === undefined ? undefined : { cause });

@@ -212,6 +212,14 @@ export class InboxStore {
     }
   }
 
+  /**
+   * Whether this store reads `client` under `keyPrefix`: then the registry's `connect` on that
+   * client can count a user's unread notifications in the same call.
+   */
+  readsFrom(client: RedisClient, keyPrefix: string): boolean {
+    return this.redis === client && this.keys.prefix === keyPrefix;
+  }
+
   /** A page of a user's inbox, newest first, with the unread count. */
   async list(userId: string, q: InboxListQuery = {}): Promise<NotificationListResult> {
     const limit = pageSize(q.limit);

@@ -77,18 +77,25 @@ end
 
 /**
  * KEYS: instances, instance, instanceSockets, counters, online, socket, userSockets, user,
- *   eventOutbox, eventState
+ *   eventOutbox, eventState, and optionally the user's unread set (inbox) when it shares the
+ *   registry's server (not on Cluster: another slot)
  * ARGV: sid, uid, pod, instanceId, name, maxConnections, guest ('1' / '0'), EV
- * → { accepted (1, 0: over the limit, -1: unknown instance), userSockets, cameOnline, status, now }
- * A socket registered already is accepted again unchanged (a retried call).
+ * → { accepted (1, 0: over the limit, -1: unknown instance), userSockets, cameOnline, status, now,
+ *   unread (the unread set's size when accepted and the key was given, else -1) }
+ * A socket registered already is accepted again unchanged (a retried call). With the unread set,
+ * a handshake is one round trip: the limit, the registration and `session:ready`'s unread count.
  */
 export const CONNECT = `${helpers}
 local sid, uid, pod, iid, name, guest = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]
 ev_init(KEYS[9], KEYS[10], ARGV[8], ARGV[9], ARGV[10])
 if not call('ZSCORE', KEYS[1], iid) then return {-1, 0, 0, '', 0} end
 local now = now_ms()
+local function unread()
+  if KEYS[11] then return call('SCARD', KEYS[11]) end
+  return -1
+end
 if call('EXISTS', KEYS[6]) == 1 then
-  return {1, call('SCARD', KEYS[7]), 0, call('HGET', KEYS[8], 'status') or 'online', now}
+  return {1, call('SCARD', KEYS[7]), 0, call('HGET', KEYS[8], 'status') or 'online', now, unread()}
 end
 local n = call('SCARD', KEYS[7])
 if n >= tonumber(ARGV[6]) then return {0, n, 0, '', now} end
@@ -107,7 +114,7 @@ if n == 0 then
 end
 if name ~= '' then call('HSET', KEYS[8], 'name', name) end
 call('PERSIST', KEYS[8])
-return ev_done({1, n + 1, came, call('HGET', KEYS[8], 'status') or 'online', now})
+return ev_done({1, n + 1, came, call('HGET', KEYS[8], 'status') or 'online', now, unread()})
 `;
 
 /**

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { PresenceStatus } from '@switchboard/protocol';
 import { keys, type Keys } from './keys.js';
-import type { RedisClient } from './redis.js';
+import { isCluster, type RedisClient } from './redis.js';
 import {
   CONNECT,
   DROP_INSTANCE,
@@ -19,7 +19,7 @@ import {
 type Arg = string | number;
 type Reply = unknown;
 interface RegistryCommands {
-  sbRegConnect(...args: Arg[]): Promise<[number, number, number, string, number]>;
+  sbRegConnect(...args: Arg[]): Promise<[number, number, number, string, number, number]>;
   sbRegJoin(...args: Arg[]): Promise<[number, number, number]>;
   sbRegLeave(...args: Arg[]): Promise<[number, number, number]>;
   sbRegDrop(...args: Arg[]): Promise<Reply[]>;
@@ -84,7 +84,15 @@ export interface HeldSocket extends SocketRef {
 }
 
 export type ConnectResult =
-  | { accepted: true; userSockets: number; cameOnline: boolean; status: PresenceStatus; now: number }
+  | {
+      accepted: true;
+      userSockets: number;
+      cameOnline: boolean;
+      status: PresenceStatus;
+      now: number;
+      /** The user's unread notifications, when asked for with `countUnread` and read in the same call. */
+      unread?: number;
+    }
   | { accepted: false; reason: 'limit'; userSockets: number }
   | { accepted: false; reason: 'unknown-instance' };
 
@@ -200,13 +208,23 @@ export class Registry {
   }
 
   /**
+   * Whether `connect` can read a user's unread count in the same call: the inbox is on the
+   * registry's server, which is not so on Redis Cluster (the inbox is in the user's slot).
+   */
+  get countsUnread(): boolean {
+    return !isCluster(this.redis);
+  }
+
+  /**
    * Registers a socket, unless the user holds `maxConnections` sockets already (checked in the
    * same step, so concurrent handshakes cannot pass the limit) or the instance has no heartbeat.
+   * With `countUnread` (and `countsUnread`), the result also holds the user's unread count.
    */
-  async connect(s: SocketRef & { instance: InstanceRef; name?: string; maxConnections: number }): Promise<ConnectResult> {
+  async connect(s: SocketRef & { instance: InstanceRef; name?: string; maxConnections: number; countUnread?: boolean }): Promise<ConnectResult> {
     const k = this.keys;
-    const [accepted, userSockets, came, status, now] = await this.redis.sbRegConnect(
-      10,
+    const withUnread = s.countUnread === true && this.countsUnread;
+    const [accepted, userSockets, came, status, now, unread] = await this.redis.sbRegConnect(
+      withUnread ? 11 : 10,
       k.instances,
       k.instance(s.instance.id),
       k.instanceSockets(s.instance.id),
@@ -217,6 +235,7 @@ export class Registry {
       k.user(s.userId),
       k.eventOutbox,
       k.eventState,
+      ...(withUnread ? [k.inboxUnread(s.userId)] : []),
       s.socketId,
       s.userId,
       s.instance.pod,
@@ -228,7 +247,7 @@ export class Registry {
     );
     if (accepted === -1) return { accepted: false, reason: 'unknown-instance' };
     if (accepted === 0) return { accepted: false, reason: 'limit', userSockets };
-    return { accepted: true, userSockets, cameOnline: came === 1, status: asStatus(status), now };
+    return { accepted: true, userSockets, cameOnline: came === 1, status: asStatus(status), now, ...(withUnread && unread >= 0 ? { unread } : {}) };
   }
 
   /** Adds a socket to a room. Rejects with `RegistryReplyError` for a socket the registry does not hold. */

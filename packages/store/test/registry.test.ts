@@ -35,6 +35,24 @@ async function connect(instance: InstanceRef, s: SocketRef, maxConnections = 10)
   return r;
 }
 
+describe('registry connect with the unread count', () => {
+  it('reads the user\'s unread count in the same call, for a new and for a retried registration', async () => {
+    const a = inst('i-1');
+    await registry.heartbeat(a);
+    await redis.sadd(keys(prefix).inboxUnread('ann'), 'n1', 'n2');
+    expect(registry.countsUnread).toBe(true);
+    const first = await registry.connect({ ...user('s-1', 'ann'), instance: a, maxConnections: 10, countUnread: true });
+    expect(first).toMatchObject({ accepted: true, cameOnline: true, unread: 2 });
+    const again = await registry.connect({ ...user('s-1', 'ann'), instance: a, maxConnections: 10, countUnread: true });
+    expect(again).toMatchObject({ accepted: true, cameOnline: false, userSockets: 1, unread: 2 });
+    const without = await registry.connect({ ...user('s-2', 'ann'), instance: a, maxConnections: 10 });
+    expect(without.accepted && without.unread).toBeUndefined();
+    const refused = await registry.connect({ ...user('s-3', 'ann'), instance: a, maxConnections: 2, countUnread: true });
+    expect(refused).toEqual({ accepted: false, reason: 'limit', userSockets: 2 });
+    expect((await model.counts()).connections).toBe(2);
+  });
+});
+
 describe('registry keys', () => {
   it("keeps apart users whose ids would spell each other's keys", async () => {
     const a = inst('i-1');

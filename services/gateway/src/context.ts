@@ -12,6 +12,7 @@ import type { Logger } from '@switchboard/observability';
 import type { PublishBudget, ReadModel, RoomHistory, SocketRef } from '@switchboard/store';
 import type { Server } from 'socket.io';
 import type { GatewaySocket } from './handshake.js';
+import type { LazySet } from './lazy-set.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { PodRegistry } from './pod-registry.js';
 import type { TokenBucket } from './rate-limit.js';
@@ -51,9 +52,9 @@ export interface SocketState {
   /** The socket as the registry knows it. */
   ref: SocketRef;
   /** Rooms joined by the client (not its `user:` room nor internal rooms). */
-  rooms: Set<string>;
+  rooms: LazySet<string>;
   /** Users whose presence this socket watches. */
-  watched: Set<string>;
+  watched: LazySet<string>;
   /** Set once Socket.IO connected the socket (after the handshake registered it). */
   connected: boolean;
 }

@@ -10,6 +10,7 @@ import { answerHealth, startOpsServer, type Logger, type OpsServer } from '@swit
 import { CLIENT_EVENTS, ioKey, userRoom, type ClientEventName } from '@switchboard/protocol';
 import {
   handleRejections,
+  InboxStore,
   keys,
   pingWithin,
   PublishBudget,
@@ -22,7 +23,7 @@ import {
 } from '@switchboard/store';
 import type { GatewayContext, GatewayServer, HandlerScope, InboxReader, SocketState } from './context.js';
 import { createHandshake, originAllowed, type Admission, type GatewaySocket } from './handshake.js';
-import { unknownEvent, wrap, type Handler, type HandlerMap } from './handler.js';
+import { unknownEvent, wrap, type EventListener, type Handler, type HandlerMap } from './handler.js';
 import { createNotificationHandlers } from './handlers/notifications.js';
 import { createPresenceHandlers } from './handlers/presence.js';
 import { createRoomHandlers } from './handlers/rooms.js';
@@ -31,6 +32,7 @@ import { createHeartbeat } from './heartbeat.js';
 import { createGatewayMetrics, reasonLabel } from './metrics.js';
 import { PodRegistry } from './pod-registry.js';
 import { announceArrival, announceDeparture, announceRestore } from './presence-events.js';
+import { LazySet } from './lazy-set.js';
 import { TokenBucket } from './rate-limit.js';
 import { SessionClock } from './session-timer.js';
 
@@ -195,7 +197,15 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
 
   const admissions = new Map<string, Admission>();
   let handshaking = 0;
-  const handshake = createHandshake({ config, verifier: deps.verifier, pod, inbox: deps.inbox, logger, metrics });
+  const handshake = createHandshake({
+    config,
+    verifier: deps.verifier,
+    pod,
+    inbox: deps.inbox,
+    unreadInRegistry: deps.inbox instanceof InboxStore && deps.inbox.readsFrom(redis, config.keyPrefix),
+    logger,
+    metrics,
+  });
   io.use((socket, next) => {
     handshaking++;
     const done = (err?: Error) => {
@@ -206,8 +216,8 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       const state: SocketState = {
         bucket: new TokenBucket(config.limits.ratePerSec, config.limits.rateBurst),
         ref: { socketId: socket.id, userId: socket.data.userId, guest: socket.data.guest },
-        rooms: new Set(),
-        watched: new Set(),
+        rooms: new LazySet(),
+        watched: new LazySet(),
         connected: false,
       };
       states.set(socket.id, state);
@@ -223,6 +233,31 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     });
   });
 
+  // One listener per event for the whole pod, reached through one `onAny` listener per socket
+  // that finds the socket's scope: a connection holds no closures of its own.
+  const listeners = new Map<string, EventListener>(
+    CLIENT_EVENTS.map((event) => [event, wrap(ctx, event, handlers[event] as Handler<ClientEventName>)]),
+  );
+  const onUnknown = unknownEvent(ctx);
+  const scopes = new Map<string, HandlerScope>();
+  function onEvent(this: GatewaySocket, event: string, ...args: unknown[]): void {
+    const scope = scopes.get(this.id);
+    if (!scope) return;
+    const listener = listeners.get(event);
+    if (listener) listener(scope, args);
+    else onUnknown(scope, event, args);
+  }
+  function onDisconnect(this: GatewaySocket, reason: string): void {
+    const scope = scopes.get(this.id);
+    if (!scope) return;
+    scopes.delete(this.id);
+    metrics.connections.dec();
+    metrics.disconnectionsTotal.inc({ reason: reasonLabel(reason) });
+    ctx.clock.cancel(this.id);
+    states.delete(this.id);
+    depart(scope.state);
+  }
+
   io.on('connection', (socket: GatewaySocket) => {
     const state = states.get(socket.id);
     const admission = admissions.get(socket.id);
@@ -234,16 +269,12 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     state.connected = true;
     metrics.connections.inc();
     metrics.connectionsTotal.inc({ result: 'accepted' });
-    const scope: HandlerScope = { socket, data: socket.data, state };
-
-    for (const event of CLIENT_EVENTS) {
-      socket.on(event, wrap(ctx, scope, event, handlers[event] as Handler<ClientEventName>));
-    }
-    const onUnknown = unknownEvent(ctx, scope);
-    const known: ReadonlySet<string> = new Set(CLIENT_EVENTS);
-    socket.onAny((event: string, ...args: unknown[]) => {
-      if (!known.has(event)) onUnknown(event, ...args);
-    });
+    scopes.set(socket.id, { socket, data: socket.data, state });
+    // The handshake has read what it needs (socket.handshake keeps the headers): the connection
+    // does not keep the HTTP request for its life (Socket.IO's memory advice). That frees it for
+    // polling clients; over websocket, engine.io's upgrade response object still holds it.
+    (socket.conn as { request: unknown }).request = null;
+    socket.onAny(onEvent);
 
     void socket.join(userRoom(socket.data.userId));
     if (admission.cameOnline) announceArrival(io, socket.data.userId, admission.status);
@@ -255,14 +286,7 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
       unread: admission.unread,
     });
     if (socket.data.exp !== undefined) ctx.clock.schedule(socket, socket.data.exp);
-
-    socket.on('disconnect', (reason) => {
-      metrics.connections.dec();
-      metrics.disconnectionsTotal.inc({ reason: reasonLabel(reason) });
-      ctx.clock.cancel(socket.id);
-      states.delete(socket.id);
-      depart(state);
-    });
+    socket.on('disconnect', onDisconnect);
   });
 
   // After Redis came back, it may have lost writes (a restart from an older snapshot): make the

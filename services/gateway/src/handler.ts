@@ -22,68 +22,72 @@ const validators: ClientValidators = clientEventValidators();
 /** Events that may be sent without a payload: `emit('session:ping', ack)`. */
 const OPTIONAL_PAYLOAD: ReadonlySet<string> = new Set(['session:ping', 'notification:list']);
 
+/** What a socket's event reaches: the socket's scope and the event's arguments (the ack last, if any). */
+export type EventListener = (scope: HandlerScope, args: unknown[]) => void;
+
 /**
  * Wraps a handler: rate limit, payload validation, the ack envelope (or `session:error`
  * without a callback), metrics. Anything unexpected becomes `INTERNAL`, logged, never sent.
+ * Built once per event for the whole pod: the socket comes with each call, so a connection
+ * holds no function of its own.
  */
-export function wrap<E extends ClientEventName>(ctx: GatewayContext, scope: HandlerScope, event: E, handler: Handler<E>) {
+export function wrap<E extends ClientEventName>(ctx: GatewayContext, event: E, handler: Handler<E>): EventListener {
   const { metrics, logger } = ctx;
-  const { socket, state } = scope;
   const duration = metrics.eventDuration.labels(event);
+  const validator: ClientValidators[ClientEventName] = validators[event];
 
-  const finish = (start: number, response: Ack<unknown>, ack: ((r: Ack<unknown>) => void) | undefined) => {
+  const finish = (scope: HandlerScope, start: number, response: Ack<unknown>, ack: ((r: Ack<unknown>) => void) | undefined) => {
     duration.observe((performance.now() - start) / 1000);
     metrics.eventsTotal.inc({ event, result: response.ok ? 'ok' : response.error.code.toLowerCase() });
     if (ack) ack(response);
-    else if (!response.ok) socket.emit('session:error', { ...response.error, event });
+    else if (!response.ok) scope.socket.emit('session:error', { ...response.error, event });
   };
 
-  const fail = (err: unknown): Ack<never> => {
+  const fail = (scope: HandlerScope, err: unknown): Ack<never> => {
     if (err instanceof SwitchboardError) return { ok: false, error: err.toBody() };
     if (isRedisUnavailable(err)) {
       logger.warn({ err, event }, 'event failed: redis unavailable');
       return { ok: false, error: { code: 'UNAVAILABLE', message: 'Temporarily unavailable, retry later' } };
     }
-    logger.error({ err, event, socketId: socket.id }, 'event failed');
+    logger.error({ err, event, socketId: scope.socket.id }, 'event failed');
     return { ok: false, error: { code: 'INTERNAL', message: 'Internal error' } satisfies ErrorBody };
   };
 
-  return (...args: unknown[]): void => {
+  return (scope, args) => {
     const start = performance.now();
     const last = args[args.length - 1];
     const ack = typeof last === 'function' ? (last as (r: Ack<unknown>) => void) : undefined;
     let payload = ack ? args[0] === last ? undefined : args[0] : args[0];
-    if (!state.bucket.take(start)) {
-      finish(start, { ok: false, error: { code: 'RATE_LIMITED', message: 'Too many events, slow down' } }, ack);
+    if (!scope.state.bucket.take(start)) {
+      finish(scope, start, { ok: false, error: { code: 'RATE_LIMITED', message: 'Too many events, slow down' } }, ack);
       return;
     }
     if (payload === undefined && OPTIONAL_PAYLOAD.has(event)) payload = {};
-    const validator: ClientValidators[ClientEventName] = validators[event];
     if (!validator(payload)) {
-      finish(start, fail(validator.explain(payload)), ack);
+      finish(scope, start, fail(scope, validator.explain(payload)), ack);
       return;
     }
     let result: ReturnType<Handler<E>>;
     try {
       result = handler(scope, payload as PayloadOf<E>);
     } catch (err) {
-      finish(start, fail(err), ack);
+      finish(scope, start, fail(scope, err), ack);
       return;
     }
     if (result instanceof Promise) {
       result.then(
-        (data) => finish(start, { ok: true, data }, ack),
-        (err: unknown) => finish(start, fail(err), ack),
+        (data) => finish(scope, start, { ok: true, data }, ack),
+        (err: unknown) => finish(scope, start, fail(scope, err), ack),
       );
     } else {
-      finish(start, { ok: true, data: result }, ack);
+      finish(scope, start, { ok: true, data: result }, ack);
     }
   };
 }
 
 /** Answers events whose name is not part of the protocol. */
-export function unknownEvent(ctx: GatewayContext, scope: HandlerScope) {
-  return (event: string, ...args: unknown[]): void => {
+export function unknownEvent(ctx: GatewayContext) {
+  return (scope: HandlerScope, event: string, args: unknown[]): void => {
     const ack = args[args.length - 1];
     const error: ErrorBody = scope.state.bucket.take()
       ? { code: 'INVALID_PAYLOAD', message: 'Unknown event' }

@@ -12,6 +12,7 @@ import {
   type SocketData,
 } from '@switchboard/protocol';
 import type { Logger } from '@switchboard/observability';
+import type { ConnectResult } from '@switchboard/store';
 import type { InboxReader } from './context.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { PodRegistry } from './pod-registry.js';
@@ -121,6 +122,11 @@ export interface HandshakeDeps {
   verifier: TokenVerifier;
   pod: PodRegistry;
   inbox: Pick<InboxReader, 'unread'>;
+  /**
+   * The registry's connect reads the same inbox as `inbox` (same Redis server and key prefix):
+   * then the registration and the unread count are one round trip.
+   */
+  unreadInRegistry: boolean;
   logger: Logger;
   metrics: GatewayMetrics;
 }
@@ -193,12 +199,26 @@ export function createHandshake(deps: HandshakeDeps) {
     if (identity instanceof HandshakeError) return identity;
     socket.data = identity;
     const ref = { socketId: socket.id, userId: identity.userId, guest: identity.guest };
+    const registering = { ...ref, ...(identity.name ? { name: identity.name } : {}), maxConnections: config.limits.maxConnectionsPerUser };
+    if (deps.unreadInRegistry && pod.countsUnread && !identity.guest) {
+      // one round trip: the limit, the registration and the unread count in one script
+      const r = await pod.connect({ ...registering, countUnread: true });
+      if (!r.accepted || r.unread !== undefined) return admitted(identity, r, r.accepted ? r.unread ?? 0 : 0);
+    }
     const [registration, unread] = await Promise.allSettled([
-      pod.connect({ ...ref, ...(identity.name ? { name: identity.name } : {}), maxConnections: config.limits.maxConnectionsPerUser }),
+      pod.connect(registering),
       identity.guest ? 0 : inbox.unread(identity.userId),
     ]);
     if (registration.status === 'rejected') throw registration.reason;
     const r = registration.value;
+    if (r.accepted && unread.status === 'rejected') {
+      await pod.disconnect(ref, []).catch((err: unknown) => logger.warn({ err }, 'undoing a registration failed'));
+      throw unread.reason;
+    }
+    return admitted(identity, r, unread.status === 'fulfilled' ? unread.value : 0);
+  }
+
+  function admitted(identity: SocketData, r: ConnectResult, unread: number): HandshakeError | Admission {
     if (!r.accepted) {
       if (r.reason === 'limit') {
         return refuse('CONNECTION_LIMIT', `At most ${config.limits.maxConnectionsPerUser} connections per user`);
@@ -207,12 +227,8 @@ export function createHandshake(deps: HandshakeDeps) {
       metrics.connectionsTotal.inc({ result: 'error' });
       return new HandshakeError('RATE_LIMITED', 'Temporarily unavailable, retry later');
     }
-    if (unread.status === 'rejected') {
-      await pod.disconnect(ref, []).catch((err: unknown) => logger.warn({ err }, 'undoing a registration failed'));
-      throw unread.reason;
-    }
     identity.connectedAt = r.now;
-    return { cameOnline: r.cameOnline, status: r.status, unread: unread.value };
+    return { cameOnline: r.cameOnline, status: r.status, unread };
   }
 
   return {

@@ -40,7 +40,12 @@ export class PodRegistry {
     this.instance = deps.instance;
   }
 
-  connect(s: SocketRef & { name?: string; maxConnections: number }): Promise<ConnectResult> {
+  /** Whether `connect` can count the user's unread notifications in the same call. */
+  get countsUnread(): boolean {
+    return this.registry.countsUnread;
+  }
+
+  connect(s: SocketRef & { name?: string; maxConnections: number; countUnread?: boolean }): Promise<ConnectResult> {
     return this.timed('connect', () => this.registry.connect({ ...s, instance: this.instance }));
   }
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { io as ioClient } from 'socket.io-client';
 import { collect, eventually, mintToken, TEST_JWT_SECRET, waitFor } from '@switchboard/testkit';
-import { ReadModel } from '@switchboard/store';
+import { InboxStore, keys, ReadModel } from '@switchboard/store';
 import { startCluster, type Cluster } from '@switchboard/harness';
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -32,6 +32,20 @@ describe('handshake with an HS256 secret', () => {
     // polling too, not only websocket
     const polling = await cluster.connect({ sub: 'src-user', options: { transports: ['polling'] } });
     expect(polling.session.userId).toBe('src-user');
+  });
+
+  it('says in session:ready how many notifications the user has unread, on every device', async () => {
+    const inbox = new InboxStore(cluster.redis, keys(cluster.keyPrefix));
+    const note = (id: string) => ({ id, type: 'test', ts: Date.now() });
+    await inbox.add(['unread-user'], note('n-1'));
+    await inbox.add(['unread-user'], note('n-2'));
+    const first = await cluster.connect({ sub: 'unread-user' });
+    expect(first.session.unread).toBe(2);
+    await inbox.markRead('unread-user', ['n-1']);
+    const second = await cluster.connect({ sub: 'unread-user' });
+    expect(second.session.unread).toBe(1);
+    const other = await cluster.connect({ sub: 'unread-none' });
+    expect(other.session.unread).toBe(0);
   });
 
   it('prefers auth.token over the header: a bad auth token is refused even with a good header', async () => {
