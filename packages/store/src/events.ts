@@ -23,13 +23,11 @@ const TYPES = new Set<string>(LIFECYCLE_EVENT_TYPES);
 const CAUSES = new Set<string>(LIFECYCLE_CAUSES);
 
 /**
- * Where the relay stands: the last `seq` it gave and the count of events written (`w`) up to the
- * last entry it took. Kept in Redis with each commit, so that a relay reading the same entries
- * again (its predecessor died before deleting them) numbers them the same.
+ * Where the relay stands: the last `seq` it gave. Kept in Redis with each commit, so that a relay
+ * reading the same entries again (its predecessor died before deleting them) numbers them the same.
  */
 export interface OutboxPosition {
   seq: number;
-  written: number;
 }
 
 interface RawEvent {
@@ -40,17 +38,16 @@ interface RawEvent {
   l?: string;
 }
 
-/** The events of one entry's fields (see the registry scripts: `w`, `i`, and `e`, a line per event). */
-export function entryEvents(fields: readonly string[]): { written: number; idBase: string; events: RawEvent[] } {
+/** The events of one entry's fields (see the registry scripts: `i`, and `e`, a line per event). */
+export function entryEvents(fields: readonly string[]): { idBase: string; events: RawEvent[] } {
   const f: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
-  const written = Number(f.w);
-  if (!Number.isSafeInteger(written) || !f.i || !f.e) throw new OutboxEntryError('outbox entry lacks its count, id or events');
+  if (!f.i || !f.e) throw new OutboxEntryError('outbox entry lacks its id or events');
   const events = f.e.split('\n').map((line): RawEvent => {
     const [t = '', c = '', r = '', u = '', l = ''] = line.split(' ');
     return { t, c, ...(r ? { r } : {}), ...(u ? { u } : {}), ...(l ? { l } : {}) };
   });
-  return { written, idBase: f.i, events };
+  return { idBase: f.i, events };
 }
 
 /** One event of an entry as its envelope. */
@@ -95,23 +92,21 @@ export interface OutboxBatch {
   lastId: string;
   /** Where the relay stands after these entries: what `commit` records. */
   position: OutboxPosition;
-  /** Events written before these entries and gone unread (trimmed from a full outbox). */
-  lost: number;
 }
 
 /**
  * Numbers the events of the entries read after `position`: `seq` one past the last, or the
  * entry's time in µs when that is more, so that a Redis that lost its last writes (a failover)
  * still never goes back; `id` the entry's id base and the event's place in it; `ts` the entry's
- * time. Counts the events written between the entries and never read.
+ * time.
  */
 export function numberEntries(raw: readonly [string, string[]][], position: OutboxPosition): Omit<OutboxBatch, 'lastId'> {
-  const batch: Omit<OutboxBatch, 'lastId'> = { entries: [], invalid: [], streamIds: [], position: { ...position }, lost: 0 };
+  const batch: Omit<OutboxBatch, 'lastId'> = { entries: [], invalid: [], streamIds: [], position: { ...position } };
   const pos = batch.position;
   for (const [streamId, fields] of raw) {
     batch.streamIds.push(streamId);
     try {
-      const { written, idBase, events } = entryEvents(fields);
+      const { idBase, events } = entryEvents(fields);
       const ms = Number(streamId.slice(0, streamId.indexOf('-')));
       const out: OutboxEntry[] = [];
       let seq = pos.seq;
@@ -119,10 +114,6 @@ export function numberEntries(raw: readonly [string, string[]][], position: Outb
         seq = Math.max(seq + 1, ms * 1000);
         out.push({ streamId, event: outboxEvent(e, { id: `${idBase}.${k + 1}`, ts: ms, seq }) });
       }
-      const before = written - events.length;
-      // a counter behind the relay's: Redis lost it (a failover); nothing to count
-      if (before > pos.written) batch.lost += before - pos.written;
-      pos.written = written;
       pos.seq = seq;
       batch.entries.push(...out);
     } catch (err) {
@@ -133,19 +124,50 @@ export function numberEntries(raw: readonly [string, string[]][], position: Outb
   return batch;
 }
 
+/**
+ * KEYS: outbox, state. ARGV: the relay's last seq, then the stream ids it handed on.
+ * → entries newly found lost. `entries-added` (Redis 7) counts every entry ever added; what is
+ * neither in the stream nor relayed was trimmed. When the count is behind (the stream was lost and
+ * made again: a failover), the relayed count is set back so that it adds up again.
+ */
+const COMMIT = `
+local call = redis.call
+local deleted = 0
+for i = 2, #ARGV do deleted = deleted + call('XDEL', KEYS[1], ARGV[i]) end
+call('HSET', KEYS[2], 'rseq', ARGV[1])
+local relayed = call('HINCRBY', KEYS[2], 'relayed', deleted)
+local info = call('XINFO', 'STREAM', KEYS[1])
+local added, length = 0, 0
+for i = 1, #info, 2 do
+  if info[i] == 'entries-added' then added = info[i + 1] elseif info[i] == 'length' then length = info[i + 1] end
+end
+local lost = tonumber(call('HGET', KEYS[2], 'lost') or '0')
+local now = added - length - relayed
+if now > lost then
+  call('HSET', KEYS[2], 'lost', now)
+  return now - lost
+end
+if now < lost then call('HSET', KEYS[2], 'relayed', added - length - lost) end
+return 0
+`;
+
+interface OutboxCommands {
+  sbOutboxCommit(outbox: string, state: string, seq: number, ...streamIds: string[]): Promise<number>;
+}
+
 export class EventOutbox {
   readonly keys: Keys;
-  private readonly redis: RedisClient;
+  private readonly redis: RedisClient & OutboxCommands;
 
   constructor(redis: RedisClient, keyPrefix: string) {
     this.keys = keys(keyPrefix);
-    this.redis = redis;
+    this.redis = redis as RedisClient & OutboxCommands;
+    if (typeof this.redis.sbOutboxCommit !== 'function') redis.defineCommand('sbOutboxCommit', { numberOfKeys: 2, lua: COMMIT });
   }
 
   /** Where the last relay left off (nothing relayed yet: zeros). */
   async position(): Promise<OutboxPosition> {
-    const [seq, written] = await this.redis.hmget(this.keys.eventState, 'rseq', 'rw');
-    return { seq: Number(seq ?? 0), written: Number(written ?? 0) };
+    return { seq: Number((await this.redis.hget(this.keys.eventState, 'rseq')) ?? 0) };
   }
 
   /**
@@ -170,18 +192,16 @@ export class EventOutbox {
     return numberEntries(raw, await this.position()).entries;
   }
 
-  /** Deletes what a relay handed on and records where it stands, in one step; adds the lost to the total. */
-  async commit(batch: Pick<OutboxBatch, 'streamIds' | 'position' | 'lost'>): Promise<void> {
-    const m = this.redis.multi();
-    if (batch.streamIds.length) m.xdel(this.keys.eventOutbox, ...batch.streamIds);
-    m.hset(this.keys.eventState, 'rseq', batch.position.seq, 'rw', batch.position.written);
-    if (batch.lost) m.hincrby(this.keys.eventState, 'lost', batch.lost);
-    const results = await m.exec();
-    const failed = results?.find(([err]) => err);
-    if (!results || failed) throw failed?.[0] ?? new Error('outbox commit was discarded');
+  /**
+   * Deletes what a relay handed on and records where it stands, in one step. Returns how many
+   * entries (registry changes, each with its events) were found trimmed unread since the last
+   * commit: the stream's count of entries ever added, less those it holds and those relayed.
+   */
+  async commit(batch: Pick<OutboxBatch, 'streamIds' | 'position'>): Promise<number> {
+    return this.redis.sbOutboxCommit(this.keys.eventOutbox, this.keys.eventState, batch.position.seq, ...batch.streamIds);
   }
 
-  /** Events found trimmed away unread, in total since the outbox began. */
+  /** Entries found trimmed away unread, in total since the outbox began. */
   async lost(): Promise<number> {
     return Number((await this.redis.hget(this.keys.eventState, 'lost')) ?? 0);
   }

@@ -20,12 +20,12 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 -- Lifecycle events (SPEC §7a), written in the same step as the change that causes them: the events
--- of one call are one entry of the outbox stream (one append however many there are; the stream
--- id gives their time), with the fields 'w': the events written so far, these included (the
--- counter 'n' of the state hash: the relay tells events trimmed unread from it), 'i': the caller's
--- unique id base, 'e': one line per event, "<type> <cause> <room> <user> <lastSeen>" (absent
--- ones empty; room names and user ids hold no spaces). The relay numbers them (seq). Past its
--- bound (no relay keeping up) the stream loses its oldest entries.
+-- of one call are one entry of the outbox stream: one append however many there are, the least a
+-- transition can cost. The stream id gives their time; the fields are 'i', the caller's unique id
+-- base, and 'e', one line per event, "<type> <cause> <room> <user> <lastSeen>" (absent ones empty;
+-- room names and user ids hold no spaces). The relay numbers them (seq). Past its bound (no relay
+-- keeping up) the stream loses its oldest entries, which the relay counts from the stream's own
+-- count of entries added.
 local ev = {}
 local function ev_init(out, state, on, base, max)
   if on == '1' then ev.out, ev.state, ev.base, ev.max, ev.lines = out, state, base, max, {} end
@@ -36,8 +36,7 @@ local function emit(cause, typ, room, uid, lastSeen)
 end
 local function ev_done(result)
   if ev.out and #ev.lines > 0 then
-    local w = call('HINCRBY', ev.state, 'n', #ev.lines)
-    call('XADD', ev.out, 'MAXLEN', '~', ev.max, '*', 'w', w, 'i', ev.base, 'e', table.concat(ev.lines, '\\n'))
+    call('XADD', ev.out, 'MAXLEN', '~', ev.max, '*', 'i', ev.base, 'e', table.concat(ev.lines, '\\n'))
   end
   return result
 end

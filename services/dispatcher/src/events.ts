@@ -206,11 +206,14 @@ export function createEventRelay(deps: EventRelayDeps, options: EventRelayOption
         if (!batch.streamIds.length) continue;
         if (batch.entries.length) await handOn(batch.entries);
         for (const bad of batch.invalid) logger.error({ streamId: bad.streamId, reason: bad.reason }, 'outbox entry no registry script writes: deleted');
-        if (batch.lost) {
-          metrics.lost.inc(batch.lost);
-          logger.error({ lost: batch.lost, outboxMax: config.outboxMax }, 'lifecycle events lost: the outbox was full (EVENTS_OUTBOX_MAX) before the relay read them');
+        const lost = await outbox.commit(batch);
+        if (lost) {
+          metrics.lost.inc(lost);
+          logger.error(
+            { lostChanges: lost, outboxMax: config.outboxMax },
+            'lifecycle events lost: the outbox was full (EVENTS_OUTBOX_MAX) before the relay read them',
+          );
         }
-        await outbox.commit(batch);
         cursor = batch.lastId;
         position = batch.position;
       } catch (err) {

@@ -111,7 +111,7 @@ export function createEventMetrics(registry: Registry, sources: EventMetricsSour
   });
   const lost = new Counter({
     name: 'switchboard_events_lost_total',
-    help: 'Lifecycle events trimmed from a full outbox (EVENTS_OUTBOX_MAX) before the relay read them, counted cluster-wide since this dispatcher started',
+    help: 'Registry changes (each with one or more lifecycle events) trimmed from a full outbox (EVENTS_OUTBOX_MAX) before the relay read them; counted by the relaying dispatcher',
     registers,
   });
   const queueTrimmed = new Counter({
