@@ -154,6 +154,11 @@ export class WebhookBacklog {
     return { events, ...(items.length ? { last: Number(items[items.length - 1]) } : {}) };
   }
 
+  /** Events waiting for an endpoint. */
+  pending(endpointId: string): Promise<number> {
+    return this.redis.zcard(this.keys.webhookPending(endpointId));
+  }
+
   /** The batch job the endpoint's chain is at, if any. */
   async inflight(endpointId: string): Promise<string | undefined> {
     return (await this.redis.hget(this.keys.webhookState(endpointId), 'inflight')) ?? undefined;
@@ -183,7 +188,7 @@ export class WebhookBacklog {
 
   async state(endpointId: string): Promise<EndpointState> {
     const [pending, h] = await Promise.all([
-      this.redis.zcard(this.keys.webhookPending(endpointId)),
+      this.pending(endpointId),
       this.redis.hgetall(this.keys.webhookState(endpointId)),
     ]);
     const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));

@@ -142,7 +142,7 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
     const eventMetrics = createEventMetrics(deps.registry, {
       outboxLength: () => outbox.length(),
       endpoints: endpoints.map((e) => e.label),
-      pending: async () => new Map(await Promise.all(endpoints.map(async (e) => [e.label, (await backlog.state(e.id)).pending] as const))),
+      pending: async () => new Map(await Promise.all(endpoints.map(async (e) => [e.label, await backlog.pending(e.id)] as const))),
     });
     const r = createEventRelay({ redis: deps.redis, connection: deps.connection, logger, metrics: eventMetrics }, { keyPrefix: config.keyPrefix, queuePrefix: prefix, events });
     return Object.assign(r, { metrics: eventMetrics });

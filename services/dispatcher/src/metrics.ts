@@ -49,21 +49,13 @@ export function createDispatcherMetrics(registry: Registry, queue: Queue, counts
     labelNames: ['state'] as const,
     registers,
     async collect() {
-      let timer: NodeJS.Timeout | undefined;
       try {
-        const counts = await Promise.race([
-          queue.getJobCounts('waiting', 'prioritized', ...QUEUE_STATES),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('queue counts timed out')), countsTimeoutMs);
-          }),
-        ]);
+        const counts = await bounded(queue.getJobCounts('waiting', 'prioritized', ...QUEUE_STATES), countsTimeoutMs);
         const waiting = (counts.waiting ?? 0) + (counts.paused ?? 0) + (counts.prioritized ?? 0);
         this.set({ state: 'waiting' }, waiting);
         for (const state of QUEUE_STATES) if (state !== 'waiting') this.set({ state }, counts[state] ?? 0);
       } catch {
         this.reset();
-      } finally {
-        clearTimeout(timer);
       }
     },
   });

@@ -95,6 +95,7 @@ describe('the relay in a dispatcher', () => {
   beforeEach(async (context) => {
     prefix = randomKeyPrefix();
     receiver.events.length = 0;
+    receiver.arrivedAt.length = 0;
     context.onTestFinished(async () => {
       await dispatcher?.close();
       dispatcher = undefined;

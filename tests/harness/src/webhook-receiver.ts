@@ -22,6 +22,8 @@ export interface WebhookReceiver {
   url: string;
   /** Events of verified requests answered 2xx, in arrival order (duplicates kept). */
   events: LifecycleEvent[];
+  /** When each of `events` arrived (ms since the epoch), index for index. */
+  arrivedAt: number[];
   /** Verified requests answered 2xx. */
   requests: ReceivedRequest[];
   /** Requests whose signature or timestamp did not verify (answered 401). */
@@ -43,7 +45,7 @@ export function verifySignature(secret: string, req: ReceivedRequest, toleranceM
 }
 
 export async function startWebhookReceiver(secret: string): Promise<WebhookReceiver> {
-  const receiver: Omit<WebhookReceiver, 'url' | 'close'> = { events: [], requests: [], refused: 0, failed: 0, mode: 'ok' };
+  const receiver: Omit<WebhookReceiver, 'url' | 'close'> = { events: [], arrivedAt: [], requests: [], refused: 0, failed: 0, mode: 'ok' };
   const server = createServer((req: IncomingMessage, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -71,6 +73,8 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
       const { events } = JSON.parse(request.body.toString('utf8')) as { events: LifecycleEvent[] };
       receiver.requests.push(request);
       receiver.events.push(...events);
+      const now = Date.now();
+      for (let i = 0; i < events.length; i++) receiver.arrivedAt.push(now);
       res.writeHead(204).end();
     });
   });

@@ -1,7 +1,7 @@
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { EVENTS_QUEUE, type LifecycleEvent } from '@switchboard/protocol';
-import { isCluster, queuePrefix, type RedisClient } from '@switchboard/store';
+import { closeRedis, createRedisClient, isCluster, queuePrefix, type RedisClient } from '@switchboard/store';
 import { eventually, scrapeMetric } from '@switchboard/testkit';
 import {
   startAdminProcess,
@@ -188,6 +188,22 @@ describe('lifecycle events to a webhook and the events queue', () => {
     const got = receiver.events.slice(start).filter(ours);
     expect(new Set(got.map((e) => e.id))).toEqual(new Set((await queued()).map((e) => e.id)));
     expectOrdered(got);
+    // a plain BullMQ worker, one job at a time, gets them in seq order per room and per user
+    const consumed: LifecycleEvent[] = [];
+    const connection = createRedisClient(cluster.redisConfig, 'test-events-worker', { warn: () => {} }, { maxRetriesPerRequest: null });
+    const worker = new Worker(EVENTS_QUEUE, async (job) => void consumed.push(job.data as LifecycleEvent), {
+      connection,
+      prefix: eventsQueue.opts.prefix!,
+      concurrency: 1,
+    });
+    try {
+      await eventually(() => consumed.filter(ours).length >= expectedCount, { timeoutMs: 15_000, what: 'the events queue consumed' });
+    } finally {
+      await worker.close();
+      await closeRedis(connection);
+    }
+    expect(consumed.filter(ours).map((e) => e.id).sort()).toEqual(got.map((e) => e.id).sort());
+    expectOrdered(consumed.filter(ours));
     // a user's last socket closing: offline with cause disconnect; leaves with cause leave
     expect(got.some((e) => e.type === 'user.offline' && e.cause === 'disconnect')).toBe(true);
     expect(got.some((e) => e.type === 'member.removed' && e.cause === 'leave')).toBe(true);
@@ -215,6 +231,9 @@ describe('lifecycle events to a webhook and the events queue', () => {
     expect((await call('POST', '/v1/users/a-kicked/disconnect')).status).toBe(202);
     await closed;
     await eventually(() => receiver.events.slice(start).some((e) => e.type === 'user.offline' && e.data.userId === 'a-kicked'), { what: 'the offline delivered' });
+    // events leave within a second of their transition while the outputs are healthy
+    const delays = receiver.events.flatMap((e, i) => (i >= start && (about(e, 'public:a1') || about(e, 'a-kicked')) ? [receiver.arrivedAt[i]! - e.ts] : []));
+    expect(delays.sort((a, b) => a - b)[Math.floor(delays.length / 2)]).toBeLessThan(1000);
     expect(receiver.events.slice(start).filter((e) => about(e, 'public:a1') || about(e, 'a-kicked')).map(brief)).toEqual([
       'user.online /a-kicked connect',
       'room.occupied public:a1 join',

@@ -1,10 +1,10 @@
-import { Queue } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import { WEBHOOKS_QUEUE, type WebhookJob } from '@switchboard/protocol';
 import fp from 'fastify-plugin';
 import { Gauge } from 'prom-client';
 import type { Producer } from '@switchboard/producer';
 import type { Static } from '@sinclair/typebox';
-import { AdminError } from '../../errors.js';
+import { AdminError, notFound } from '../../errors.js';
 import type { QueueCounts } from '../../schemas.js';
 
 declare module 'fastify' {
@@ -15,8 +15,13 @@ declare module 'fastify' {
     notificationsQueue: Queue;
     /** The `webhooks` queue (SPEC §7a): failed batches, for inspection and retries. */
     webhooksQueue: Queue<WebhookJob>;
-    /** Job counts by state; `waiting` includes paused and prioritized jobs. */
-    queueCounts(): Promise<Static<typeof QueueCounts>>;
+    /** Job counts of a queue (the notifications queue by default) by state; `waiting` includes paused and prioritized jobs. */
+    queueCounts(queue?: Queue): Promise<Static<typeof QueueCounts>>;
+    /**
+     * Moves a failed job of `queue` back to waiting: `NOT_FOUND` for an unknown job, `CONFLICT` for
+     * one that is not failed (also when another admin retried it first).
+     */
+    retryFailedJob(queue: Queue, id: string, options?: { resetAttempts?: boolean }): Promise<void>;
     /**
      * Runs a queue operation, failing fast with `UNAVAILABLE` while Redis is unreachable (BullMQ
      * would otherwise wait for its connection) or when the operation takes too long.
@@ -76,8 +81,8 @@ export default fp<QueueOptions>(
     }
     app.decorate('withQueue', withQueue);
 
-    async function queueCounts() {
-      const c = await withQueue(() => queue.getJobCounts('waiting', 'paused', 'prioritized', ...STATES));
+    async function queueCounts(of: Queue = queue) {
+      const c = await withQueue(() => of.getJobCounts('waiting', 'paused', 'prioritized', ...STATES));
       return {
         waiting: (c.waiting ?? 0) + (c.paused ?? 0) + (c.prioritized ?? 0),
         active: c.active ?? 0,
@@ -87,6 +92,22 @@ export default fp<QueueOptions>(
       };
     }
     app.decorate('queueCounts', queueCounts);
+
+    app.decorate('retryFailedJob', async (of: Queue, id: string, options: { resetAttempts?: boolean } = {}) => {
+      const job = await withQueue(() => Job.fromId(of, id));
+      if (!job) throw notFound('Job');
+      const state = await withQueue(() => job.getState());
+      if (state !== 'failed') throw new AdminError('CONFLICT', `Job is ${state}, not failed`, { state });
+      const reset = options.resetAttempts ? { resetAttemptsMade: true, resetAttemptsStarted: true } : {};
+      try {
+        await withQueue(() => job.retry('failed', reset));
+      } catch (err) {
+        // Another admin retried it, or it was removed, between the check and the retry.
+        const now = await withQueue(() => job.getState());
+        if (now !== 'failed') throw new AdminError('CONFLICT', `Job is ${now}, not failed`, { state: now });
+        throw err;
+      }
+    });
 
     if (!app.metrics.getSingleMetric('switchboard_queue_jobs')) {
       new Gauge({

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Job } from 'bullmq';
-import { AdminError, notFound } from '../../errors.js';
+import type { Job } from 'bullmq';
 import { jobSummary } from '../../jobs.js';
 import { describePrincipal } from '../../plugins/app/auth.js';
 import {
@@ -65,18 +64,7 @@ const queuesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { id } = request.params;
-      const job = await app.withQueue(() => Job.fromId(queue, id));
-      if (!job) throw notFound('Job');
-      const state = await app.withQueue(() => job.getState());
-      if (state !== 'failed') throw new AdminError('CONFLICT', `Job is ${state}, not failed`, { state });
-      try {
-        await app.withQueue(() => job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true }));
-      } catch (err) {
-        // Another admin retried it, or it was removed, between the check and the retry.
-        const now = await app.withQueue(() => job.getState());
-        if (now !== 'failed') throw new AdminError('CONFLICT', `Job is ${now}, not failed`, { state: now });
-        throw err;
-      }
+      await app.retryFailedJob(queue, id, { resetAttempts: true });
       request.log.info({ principal: describePrincipal(request.principal), jobId: id }, 'admin retried a failed job');
       return reply.code(202).send({ id });
     },

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { Static } from '@sinclair/typebox';
 import type { WebhookJob } from '@switchboard/protocol';
-import { AdminError, notFound } from '../../errors.js';
 import { describePrincipal } from '../../plugins/app/auth.js';
 import {
   AUTH_ERRORS,
@@ -16,8 +15,6 @@ import {
   WebhooksResponse,
   type FailedWebhookBatch,
 } from '../../schemas.js';
-
-const STATES = ['waiting', 'paused', 'prioritized', 'active', 'delayed', 'failed', 'completed'] as const;
 
 /** What is shown of a failed batch: its bookkeeping and the span of its events, never their data. */
 function failedBatch(job: Job<WebhookJob>): Static<typeof FailedWebhookBatch> | undefined {
@@ -79,14 +76,7 @@ const webhooksRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const limit = request.query.limit ?? DEFAULT_FAILED_JOBS;
-      const [c, jobs] = await Promise.all([app.withQueue(() => queue.getJobCounts(...STATES)), app.withQueue(() => queue.getFailed(0, limit - 1))]);
-      const counts = {
-        waiting: (c.waiting ?? 0) + (c.paused ?? 0) + (c.prioritized ?? 0),
-        active: c.active ?? 0,
-        delayed: c.delayed ?? 0,
-        failed: c.failed ?? 0,
-        completed: c.completed ?? 0,
-      };
+      const [counts, jobs] = await Promise.all([app.queueCounts(queue), app.withQueue(() => queue.getFailed(0, limit - 1))]);
       return { counts, failed: jobs.flatMap((job) => failedBatch(job) ?? []) };
     },
   );
@@ -106,19 +96,9 @@ const webhooksRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
+      // attempts are not reset: a set-aside batch fails only on its first attempt
       const { id } = request.params;
-      const job = await app.withQueue(() => Job.fromId<WebhookJob>(queue, id));
-      if (!job) throw notFound('Job');
-      const state = await app.withQueue(() => job.getState());
-      if (state !== 'failed') throw new AdminError('CONFLICT', `Job is ${state}, not failed`, { state });
-      try {
-        // attempts are not reset: a set-aside batch fails only on its first attempt
-        await app.withQueue(() => job.retry('failed'));
-      } catch (err) {
-        const now = await app.withQueue(() => job.getState());
-        if (now !== 'failed') throw new AdminError('CONFLICT', `Job is ${now}, not failed`, { state: now });
-        throw err;
-      }
+      await app.retryFailedJob(queue, id);
       request.log.info({ principal: describePrincipal(request.principal), jobId: id }, 'admin retried a failed webhook batch');
       return reply.code(202).send({ id });
     },
