@@ -59,7 +59,7 @@ export function wrap<E extends ClientEventName>(ctx: GatewayContext, event: E, h
     const ack = typeof last === 'function' ? (last as (r: Ack<unknown>) => void) : undefined;
     let payload = ack ? args[0] === last ? undefined : args[0] : args[0];
     if (!scope.state.bucket.take(start)) {
-      finish(scope, start, { ok: false, error: { code: 'RATE_LIMITED', message: 'Too many events, slow down' } }, ack);
+      finish(scope, start, { ok: false, error: rateLimited(scope) }, ack);
       return;
     }
     if (payload === undefined && OPTIONAL_PAYLOAD.has(event)) payload = {};
@@ -85,13 +85,16 @@ export function wrap<E extends ClientEventName>(ctx: GatewayContext, event: E, h
   };
 }
 
+/** The socket's event rate is spent: say when the next event will be served. */
+function rateLimited(scope: HandlerScope): ErrorBody {
+  return { code: 'RATE_LIMITED', message: 'Too many events, slow down', details: { retryAfterMs: scope.state.bucket.retryAfterMs() } };
+}
+
 /** Answers events whose name is not part of the protocol. */
 export function unknownEvent(ctx: GatewayContext) {
   return (scope: HandlerScope, event: string, args: unknown[]): void => {
     const ack = args[args.length - 1];
-    const error: ErrorBody = scope.state.bucket.take()
-      ? { code: 'INVALID_PAYLOAD', message: 'Unknown event' }
-      : { code: 'RATE_LIMITED', message: 'Too many events, slow down' };
+    const error: ErrorBody = scope.state.bucket.take() ? { code: 'INVALID_PAYLOAD', message: 'Unknown event' } : rateLimited(scope);
     ctx.metrics.eventsTotal.inc({ event: 'unknown', result: error.code.toLowerCase() });
     if (typeof ack === 'function') (ack as (r: Ack<never>) => void)({ ok: false, error });
     else scope.socket.emit('session:error', { ...error, event: String(event).slice(0, 64) });

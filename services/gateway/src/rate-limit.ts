@@ -25,6 +25,11 @@ export class TokenBucket {
     this.tokens -= 1;
     return true;
   }
+
+  /** Milliseconds until the next token, as of the last `take` (at least 1 when empty). */
+  retryAfterMs(): number {
+    return this.tokens >= 1 ? 0 : Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.ratePerSec));
+  }
 }
 
 /** Token buckets by key (client address), forgetting keys idle for a minute. */

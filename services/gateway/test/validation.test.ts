@@ -95,6 +95,13 @@ describe('per-socket rate limit', () => {
       expect(codes.filter((x) => x === 'ok').length).toBeGreaterThanOrEqual(10);
       expect(codes.filter((x) => x === 'ok').length).toBeLessThan(15);
       expect(codes).toContain('RATE_LIMITED');
+      // each refusal says when the socket is served again: at 5/s, within a token's 200 ms
+      for (const ack of acks) {
+        if (ack.ok) continue;
+        const { retryAfterMs } = ack.error.details as { retryAfterMs: number };
+        expect(retryAfterMs).toBeGreaterThan(0);
+        expect(retryAfterMs).toBeLessThanOrEqual(200);
+      }
       const other = await cluster.connect('polite');
       expect(code(await other.emitWithAck('session:ping', {}))).toBe('ok');
       // the bucket refills: the same socket is served again
