@@ -2,26 +2,32 @@ import type { Keys } from './keys.js';
 import type { RedisClient } from './redis.js';
 
 /**
- * KEYS: the user's budget hash. ARGV: bytes of this message, max messages, max bytes, window ms.
- * → { 1, 0 } taken; { 0, ms until the window ends } over budget (nothing counted).
- * A fixed window: the hash appears with the first message of a window and expires with it.
+ * `take(key, size, maxMessages, maxBytes, windowMs)` → { 1, 0 } taken; { 0, ms until the window
+ * ends } over budget (nothing counted). A fixed window: the hash appears with the first message of
+ * a window and expires with it. A Lua function, so that the publish script can run it too.
  */
-const TAKE_LUA = `
-local call = redis.call
-local f = call('HMGET', KEYS[1], 'messages', 'bytes')
-local m, b, size = tonumber(f[1] or '0'), tonumber(f[2] or '0'), tonumber(ARGV[1])
-if m + 1 > tonumber(ARGV[2]) or b + size > tonumber(ARGV[3]) then
-  local ttl = call('PTTL', KEYS[1])
-  if ttl < 0 then
-    call('PEXPIRE', KEYS[1], ARGV[4])
-    ttl = tonumber(ARGV[4])
+export const BUDGET_TAKE_FN = `
+local function take(key, size, maxMessages, maxBytes, windowMs)
+  local f = redis.call('HMGET', key, 'messages', 'bytes')
+  local m, b = tonumber(f[1] or '0'), tonumber(f[2] or '0')
+  if m + 1 > tonumber(maxMessages) or b + tonumber(size) > tonumber(maxBytes) then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 0 then
+      redis.call('PEXPIRE', key, windowMs)
+      ttl = tonumber(windowMs)
+    end
+    return {0, ttl}
   end
-  return {0, ttl}
+  redis.call('HINCRBY', key, 'messages', 1)
+  redis.call('HINCRBY', key, 'bytes', size)
+  if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, windowMs) end
+  return {1, 0}
 end
-call('HINCRBY', KEYS[1], 'messages', 1)
-call('HINCRBY', KEYS[1], 'bytes', size)
-if call('PTTL', KEYS[1]) < 0 then call('PEXPIRE', KEYS[1], ARGV[4]) end
-return {1, 0}
+`;
+
+/** KEYS: the user's budget hash. ARGV: bytes of this message, max messages, max bytes, window ms. */
+const TAKE_LUA = `${BUDGET_TAKE_FN}
+return take(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 `;
 
 const TAKE = 'sbBudgetTake';
@@ -44,11 +50,12 @@ export type BudgetDecision = { allowed: true } | { allowed: false; retryAfterMs:
  * slot.
  */
 export class PublishBudget {
-  private readonly redis: RedisClient & WithBudget;
+  /** The command client the budget is counted on (the publish script runs it there too). */
+  readonly redis: RedisClient & WithBudget;
 
   constructor(
     redis: RedisClient,
-    private readonly keys: Keys,
+    readonly keys: Keys,
     readonly limits: PublishBudgetLimits,
   ) {
     for (const [name, v] of Object.entries(limits)) {

@@ -1,7 +1,8 @@
 
 import type { RoomHistoryResult, RoomMessage } from '@switchboard/protocol';
+import { BUDGET_TAKE_FN, type BudgetDecision, type PublishBudget } from './budget.js';
 import { keys, type Keys } from './keys.js';
-import type { RedisClient } from './redis.js';
+import { isCluster, type RedisClient } from './redis.js';
 
 /**
  * KEYS[1] stream, KEYS[2] its meta hash; ARGV: since ('' for the latest), limit.
@@ -50,47 +51,72 @@ return flat(after, 1)
 `;
 
 /**
- * KEYS[1] stream, KEYS[2] its meta hash (`bytes`: what the stream holds). ARGV: entry, maxLength,
- * maxBytes, ttlSec → the new entry's id.
+ * `append(stream, meta, entry, maxLength, maxBytes, ttlSec)` → the new entry's id.
  * Appends, then drops the oldest entries until the stream holds at most `maxLength` entries and
- * `maxBytes` bytes (the newest entry always stays). The meta hash keeps `trimmed`, the id of the
- * last entry dropped, so a reader knows exactly what is gone (XTRIM does not move the stream's
- * own `max-deleted-entry-id`, which only XDEL does).
+ * `maxBytes` bytes (the newest entry always stays). The meta hash (`bytes`: what the stream holds)
+ * keeps `trimmed`, the id of the last entry dropped, so a reader knows exactly what is gone (XTRIM
+ * does not move the stream's own `max-deleted-entry-id`, which only XDEL does).
  */
-const APPEND = `
-local call = redis.call
-local entry, maxLength, maxBytes = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local id = call('XADD', KEYS[1], '*', 'm', entry)
-local bytes = call('HINCRBY', KEYS[2], 'bytes', #entry)
-local length = call('XLEN', KEYS[1])
-if length > maxLength or bytes > maxBytes then
-  local last = nil
-  local from = '-'
-  while (length > maxLength or bytes > maxBytes) and length > 1 do
-    local page = call('XRANGE', KEYS[1], from, '+', 'COUNT', 64)
-    if #page == 0 then break end
-    for _, e in ipairs(page) do
-      if not ((length > maxLength or bytes > maxBytes) and length > 1) then break end
-      bytes = bytes - #e[2][2]
-      length = length - 1
-      last = e[1]
+const APPEND_FN = `
+local function append(stream, meta, entry, maxLength, maxBytes, ttlSec)
+  local call = redis.call
+  maxLength, maxBytes = tonumber(maxLength), tonumber(maxBytes)
+  local id = call('XADD', stream, '*', 'm', entry)
+  local bytes = call('HINCRBY', meta, 'bytes', #entry)
+  local length = call('XLEN', stream)
+  if length > maxLength or bytes > maxBytes then
+    local last = nil
+    local from = '-'
+    while (length > maxLength or bytes > maxBytes) and length > 1 do
+      local page = call('XRANGE', stream, from, '+', 'COUNT', 64)
+      if #page == 0 then break end
+      for _, e in ipairs(page) do
+        if not ((length > maxLength or bytes > maxBytes) and length > 1) then break end
+        bytes = bytes - #e[2][2]
+        length = length - 1
+        last = e[1]
+      end
+      from = '(' .. last
     end
-    from = '(' .. last
+    if last then
+      local first = call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1)
+      call('XTRIM', stream, 'MINID', first[1][1])
+      call('HSET', meta, 'bytes', bytes, 'trimmed', last)
+    end
   end
-  if last then
-    local first = call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
-    call('XTRIM', KEYS[1], 'MINID', first[1][1])
-    call('HSET', KEYS[2], 'bytes', bytes, 'trimmed', last)
-  end
+  call('EXPIRE', stream, ttlSec)
+  call('EXPIRE', meta, ttlSec)
+  return id
 end
-call('EXPIRE', KEYS[1], ARGV[4])
-call('EXPIRE', KEYS[2], ARGV[4])
-return id
+`;
+
+/** KEYS[1] stream, KEYS[2] its meta hash. ARGV: entry, maxLength, maxBytes, ttlSec → the new entry's id. */
+const APPEND = `${APPEND_FN}
+return append(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+`;
+
+/**
+ * The publish path where the publisher's budget and the room's history are on one server
+ * (standalone, Sentinel: one round trip before the broadcast instead of two).
+ * KEYS[1] the user's budget hash, KEYS[2] stream, KEYS[3] its meta hash. ARGV: bytes of `data`,
+ * max messages, max bytes, window ms, then entry, maxLength, maxBytes, ttlSec.
+ * → { 1, id } stored; { 0, ms until the budget's window ends } refused, nothing written.
+ */
+const PUBLISH = `${BUDGET_TAKE_FN}${APPEND_FN}
+local taken = take(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if taken[1] == 0 then return taken end
+return {1, append(KEYS[2], KEYS[3], ARGV[5], ARGV[6], ARGV[7], ARGV[8])}
 `;
 
 interface HistoryCommands {
   sbHistoryRange(key: string, metaKey: string, since: string, limit: string): Promise<(string | number)[]>;
   sbHistoryAppend(streamKey: string, metaKey: string, entry: string, maxLength: number, maxBytes: number, ttlSec: number): Promise<string>;
+  sbHistoryPublish(
+    budgetKey: string,
+    streamKey: string,
+    metaKey: string,
+    ...args: [bytes: number, messages: number, maxBytes: number, windowMs: number, entry: string, maxLength: number, maxHistoryBytes: number, ttlSec: number]
+  ): Promise<[0 | 1, number | string]>;
 }
 
 export interface HistoryOptions {
@@ -103,6 +129,9 @@ export interface HistoryOptions {
 }
 
 export type NewMessage = Omit<RoomMessage, 'id' | 'ts'>;
+
+/** A publish counted against a budget: stored, or refused with when to retry. */
+export type PublishDecision = { allowed: true; message: RoomMessage } | Extract<BudgetDecision, { allowed: false }>;
 
 /**
  * Room history in Redis Streams. The stream id is the message id, so ids are ordered and
@@ -123,21 +152,55 @@ export class RoomHistory {
     if (typeof this.redis.sbHistoryRange !== 'function') {
       redis.defineCommand('sbHistoryRange', { numberOfKeys: 2, lua: RANGE });
       redis.defineCommand('sbHistoryAppend', { numberOfKeys: 2, lua: APPEND });
+      redis.defineCommand('sbHistoryPublish', { numberOfKeys: 3, lua: PUBLISH });
     }
   }
 
   /** Appends a message and returns it with its id and timestamp: one round trip. */
   async append(message: NewMessage): Promise<RoomMessage> {
-    const entry = JSON.stringify(message.type === undefined ? { from: message.from, data: message.data } : { type: message.type, from: message.from, data: message.data });
+    const entry = encode(message);
     let id: string;
     if (this.options.maxLength === 0) {
-      id = `${Date.now()}-${this.seq++}`;
+      id = this.localId();
     } else {
       const { maxLength, maxBytes, ttlSec } = this.options;
       const room = message.room;
       id = await this.redis.sbHistoryAppend(this.keys.history(room), this.keys.historyMeta(room), entry, maxLength, maxBytes, ttlSec);
     }
-    return { room: message.room, id, ts: Number(id.slice(0, id.indexOf('-'))), ...pick(message) };
+    return stored(message, id);
+  }
+
+  /**
+   * Counts `bytes` against the publisher's budget and, if it was not spent, appends the message:
+   * one script where the budget and the history share a server (standalone, Sentinel), the budget
+   * first and then the append on Redis Cluster, where the user's slot and the room's differ.
+   */
+  async appendWithin(budget: PublishBudget, userId: string, bytes: number, message: NewMessage): Promise<PublishDecision> {
+    if (this.options.maxLength === 0 || isCluster(this.redis) || !sameClient(budget.redis, this.redis)) {
+      const decision = await budget.take(userId, bytes);
+      return decision.allowed ? { allowed: true, message: await this.append(message) } : decision;
+    }
+    const { messages, bytes: maxBytes, windowMs } = budget.limits;
+    const { maxLength, maxBytes: maxHistoryBytes, ttlSec } = this.options;
+    const room = message.room;
+    const [ok, value] = await this.redis.sbHistoryPublish(
+      budget.keys.publishBudget(userId),
+      this.keys.history(room),
+      this.keys.historyMeta(room),
+      bytes,
+      messages,
+      maxBytes,
+      windowMs,
+      encode(message),
+      maxLength,
+      maxHistoryBytes,
+      ttlSec,
+    );
+    return ok === 1 ? { allowed: true, message: stored(message, String(value)) } : { allowed: false, retryAfterMs: Number(value) };
+  }
+
+  private localId(): string {
+    return `${Date.now()}-${this.seq++}`;
   }
 
   /** Messages after `since` (or the latest), oldest first, at most `limit`. */
@@ -152,6 +215,18 @@ export class RoomHistory {
     }
     return { messages, recovered: Number(out[0]) === 1 };
   }
+}
+
+function sameClient(a: RedisClient, b: RedisClient): boolean {
+  return a === b;
+}
+
+function encode(message: NewMessage): string {
+  return JSON.stringify(message.type === undefined ? { from: message.from, data: message.data } : { type: message.type, from: message.from, data: message.data });
+}
+
+function stored(message: NewMessage, id: string): RoomMessage {
+  return { room: message.room, id, ts: Number(id.slice(0, id.indexOf('-'))), ...pick(message) };
 }
 
 function pick(m: Pick<RoomMessage, 'type' | 'from' | 'data'>): Pick<RoomMessage, 'type' | 'from' | 'data'> {
@@ -172,7 +247,23 @@ export async function publishRoomMessage(
   target: RoomMessageTarget,
   message: NewMessage,
 ): Promise<RoomMessage> {
-  const stored = await history.append(message);
-  await target.emit('room:message', stored);
-  return stored;
+  const sent = await history.append(message);
+  await target.emit('room:message', sent);
+  return sent;
+}
+
+/**
+ * The same for a user's `room:publish`: the message is stored and broadcast only if the user's
+ * publish budget (SPEC §8) takes it; otherwise nothing is written and the answer says when to retry.
+ */
+export async function publishRoomMessageWithin(
+  history: RoomHistory,
+  budget: PublishBudget,
+  bytes: number,
+  target: RoomMessageTarget,
+  message: NewMessage & { from: { userId: string } },
+): Promise<PublishDecision> {
+  const result = await history.appendWithin(budget, message.from.userId, bytes, message);
+  if (result.allowed) await target.emit('room:message', result.message);
+  return result;
 }

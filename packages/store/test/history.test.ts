@@ -1,7 +1,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { deleteKeys, randomKeyPrefix } from '@switchboard/testkit';
-import { RoomHistory } from '../src/history.js';
+import type { RoomMessage } from '@switchboard/protocol';
+import { PublishBudget } from '../src/budget.js';
+import { publishRoomMessageWithin, RoomHistory, type PublishDecision } from '../src/history.js';
 import { keys } from '../src/keys.js';
 
 let redis: Redis;
@@ -64,5 +66,57 @@ describe('room history bounds', () => {
     const [a, b] = await Promise.all([redis.ttl(keys(prefix).history(room)), redis.ttl(keys(prefix).historyMeta(room))]);
     expect(a).toBeGreaterThan(25);
     expect(b).toBeGreaterThan(25);
+  });
+});
+
+describe('publishing within a budget', () => {
+  const limits = { messages: 3, bytes: 100, windowMs: 10_000 };
+  let other: Redis;
+  beforeAll(() => {
+    other = new Redis(inject('redisUrl'));
+    other.on('error', () => {});
+  });
+  afterAll(() => other.quit());
+
+  // one script where budget and history share a client; the budget, then the append, where they
+  // do not (as on Redis Cluster): the two must answer alike
+  for (const path of ['one script', 'two steps'] as const) {
+    it(`stores and broadcasts while the budget lasts, then refuses and writes nothing (${path})`, async () => {
+      const room = 'public:budget';
+      const history = new RoomHistory(redis, prefix, { maxLength: 10, maxBytes: 10_000, ttlSec: 60 });
+      const budget = new PublishBudget(path === 'one script' ? redis : other, keys(prefix), limits);
+      const sent: RoomMessage[] = [];
+      const target = { emit: (_: 'room:message', m: RoomMessage) => sent.push(m) };
+      const answers: PublishDecision[] = [];
+      for (let i = 0; i < 5; i++) answers.push(await publishRoomMessageWithin(history, budget, 10, target, { room, from, data: i }));
+      expect(answers.map((a) => a.allowed)).toEqual([true, true, true, false, false]);
+      const refused = answers[3]!;
+      expect(!refused.allowed && refused.retryAfterMs).toBeGreaterThan(9000);
+      expect(sent.map((m) => m.data)).toEqual([0, 1, 2]);
+      expect(answers.slice(0, 3).map((a) => a.allowed && a.message.id)).toEqual(sent.map((m) => m.id));
+      expect((await history.range(room, undefined, 50)).messages.map((m) => m.data)).toEqual([0, 1, 2]);
+      expect(await redis.hgetall(keys(prefix).publishBudget(from.userId))).toEqual({ messages: '3', bytes: '30' });
+    });
+
+    it(`refuses a message larger than what is left in bytes, and counts nothing for it (${path})`, async () => {
+      const room = 'public:bytes';
+      const history = new RoomHistory(redis, prefix, { maxLength: 10, maxBytes: 10_000, ttlSec: 60 });
+      const budget = new PublishBudget(path === 'one script' ? redis : other, keys(prefix), limits);
+      const target = { emit: () => undefined };
+      expect((await publishRoomMessageWithin(history, budget, 90, target, { room, from, data: 'a' })).allowed).toBe(true);
+      expect((await publishRoomMessageWithin(history, budget, 20, target, { room, from, data: 'b' })).allowed).toBe(false);
+      expect((await publishRoomMessageWithin(history, budget, 10, target, { room, from, data: 'c' })).allowed).toBe(true);
+      expect((await history.range(room, undefined, 50)).messages.map((m) => m.data)).toEqual(['a', 'c']);
+    });
+  }
+
+  it('counts the budget with history off, and hands out local ids', async () => {
+    const history = new RoomHistory(redis, prefix, { maxLength: 0, maxBytes: 10_000, ttlSec: 60 });
+    const budget = new PublishBudget(redis, keys(prefix), { ...limits, messages: 1 });
+    const target = { emit: () => undefined };
+    const first = await publishRoomMessageWithin(history, budget, 1, target, { room: 'public:off', from, data: 1 });
+    expect(first.allowed && first.message.id).toMatch(/^\d+-\d+$/);
+    expect((await publishRoomMessageWithin(history, budget, 1, target, { room: 'public:off', from, data: 2 })).allowed).toBe(false);
+    expect(await redis.exists(keys(prefix).history('public:off'))).toBe(0);
   });
 });

@@ -1,6 +1,6 @@
 import { AuthError } from '@switchboard/auth';
 import { claimGrants, jsonSize, roomKind, SwitchboardError, type SocketData } from '@switchboard/protocol';
-import { publishRoomMessage } from '@switchboard/store';
+import { publishRoomMessageWithin } from '@switchboard/store';
 import type { GatewayContext, HandlerScope } from '../context.js';
 import type { HandlerMap } from '../handler.js';
 
@@ -95,7 +95,13 @@ export function createRoomHandlers(ctx: GatewayContext) {
           limit: config.limits.maxPayloadBytes,
         });
       }
-      const decision = await budget.take(data.userId, size);
+      const from = data.name ? { userId: data.userId, name: data.name } : { userId: data.userId };
+      const decision = await publishRoomMessageWithin(history, budget, size, socket.to(room), {
+        room,
+        ...(type === undefined ? {} : { type }),
+        from,
+        data: body,
+      });
       if (!decision.allowed) {
         const { messages, bytes, windowMs } = budget.limits;
         throw new SwitchboardError('RATE_LIMITED', 'Publish budget exhausted, retry later', {
@@ -103,12 +109,7 @@ export function createRoomHandlers(ctx: GatewayContext) {
           budget: { messages, bytes, windowMs },
         });
       }
-      const message = await publishRoomMessage(history, socket.to(room), {
-        room,
-        ...(type === undefined ? {} : { type }),
-        from: data.name ? { userId: data.userId, name: data.name } : { userId: data.userId },
-        data: body,
-      });
+      const { message } = decision;
       metrics.messagesTotal.inc();
       return { id: message.id, ts: message.ts };
     },
