@@ -48,6 +48,10 @@ export function keys(prefix: string) {
     roomMembers: (room: string) => `${reg}:room:{${room}}:members`,
     /** ZSET (score 0) of rooms with at least one member. */
     rooms: `${reg}:rooms`,
+    /** SET user ids some socket of an instance watches (`presence:watch`). */
+    instanceWatched: (instanceId: string) => `${reg}:instance:{${instanceId}}:watched`,
+    /** HASH userId → number of instances with a socket watching that user: who has watchers at all. */
+    watched: `${reg}:watched`,
     /** HASH of cluster counters: connections. */
     counters: `${reg}:counters`,
     /** String lock held by the instance reaping dead ones. */

@@ -68,6 +68,10 @@ local function leave_room(sr, ru, rm, rz, uid, room, cause)
   end
   return 0
 end
+-- w: the watched index; an instance's last watch of a user taken back
+local function unwatch(w, uid)
+  if call('HINCRBY', w, uid, -1) <= 0 then call('HDEL', w, uid) end
+end
 local function fresh(instances, iid, maxAge, now)
   local hb = call('ZSCORE', instances, iid)
   return hb and tonumber(hb) > now - tonumber(maxAge)
@@ -76,11 +80,12 @@ end
 
 /**
  * KEYS: instances, instance, instanceSockets, counters, online, socket, userSockets, user,
- *   eventOutbox, eventState, and optionally the user's unread set (inbox) when it shares the
- *   registry's server (not on Cluster: another slot)
+ *   eventOutbox, eventState, watched, and optionally the user's unread set (inbox) when it shares
+ *   the registry's server (not on Cluster: another slot)
  * ARGV: sid, uid, pod, instanceId, name, maxConnections, guest ('1' / '0'), EV
  * → { accepted (1, 0: over the limit, -1: unknown instance), userSockets, cameOnline, status, now,
- *   unread (the unread set's size when accepted and the key was given, else -1) }
+ *   unread (the unread set's size when accepted and the key was given, else -1), watched (1 when
+ *   the user came online and some instance has a watcher of it: only then is there anyone to tell) }
  * A socket registered already is accepted again unchanged (a retried call). With the unread set,
  * a handshake is one round trip: the limit, the registration and `session:ready`'s unread count.
  */
@@ -90,11 +95,11 @@ ev_init(KEYS[9], KEYS[10], ARGV[8], ARGV[9], ARGV[10])
 if not call('ZSCORE', KEYS[1], iid) then return {-1, 0, 0, '', 0} end
 local now = now_ms()
 local function unread()
-  if KEYS[11] then return call('SCARD', KEYS[11]) end
+  if KEYS[12] then return call('SCARD', KEYS[12]) end
   return -1
 end
 if call('EXISTS', KEYS[6]) == 1 then
-  return {1, call('SCARD', KEYS[7]), 0, call('HGET', KEYS[8], 'status') or 'online', now, unread()}
+  return {1, call('SCARD', KEYS[7]), 0, call('HGET', KEYS[8], 'status') or 'online', now, unread(), 0}
 end
 local n = call('SCARD', KEYS[7])
 if n >= tonumber(ARGV[6]) then return {0, n, 0, '', now} end
@@ -113,7 +118,9 @@ if n == 0 then
 end
 if name ~= '' then call('HSET', KEYS[8], 'name', name) end
 call('PERSIST', KEYS[8])
-return ev_done({1, n + 1, came, call('HGET', KEYS[8], 'status') or 'online', now, unread()})
+local watched = 0
+if came == 1 then watched = call('HEXISTS', KEYS[11], uid) end
+return ev_done({1, n + 1, came, call('HGET', KEYS[8], 'status') or 'online', now, unread(), watched})
 `;
 
 /**
@@ -147,14 +154,14 @@ return ev_done({1, r, members})
  * reaper's removal of a dead instance's sockets, or a pod dropping what the registry holds in its
  * name but it does not.
  * KEYS: instances, instance, instanceSockets, counters, online, rooms, eventOutbox, eventState,
- *   kicked, then per socket socket, socketRooms, userSockets, user, then per room of the socket
- *   roomUsers, roomMembers
+ *   kicked, watched, then per socket socket, socketRooms, userSockets, user, then per room of the
+ *   socket roomUsers, roomMembers
  * ARGV: instanceId, maxAgeMs ('' when the caller is the instance; else the instance must still be
  *   silent for that long, checked here, in the same step), userTtlSec, the events' cause
  *   (`disconnect`, or `admin` for a socket an admin disconnect closes; `reaped`), EV, then per
  *   socket sid, uid, guest, number of rooms, the rooms
  * → { 'alive' } when the instance beat meanwhile; else { now, per socket { code, wentOffline,
- *   status, rooms } } with code 1 (removed; rooms: those the user's last socket left), 0 (not
+ *   status, rooms, watched (wentOffline and the user has watchers) } } with code 1 (removed; rooms: those the user's last socket left), 0 (not
  *   registered to this instance: nothing done), -2 (the registry holds it in more rooms than were
  *   given: nothing done, rooms: the missing ones, to call again with).
  */
@@ -164,7 +171,7 @@ local now = now_ms()
 if maxAge ~= '' and fresh(KEYS[1], iid, maxAge, now) then return {'alive'} end
 ev_init(KEYS[7], KEYS[8], ARGV[5], ARGV[6], ARGV[7])
 local out = {now}
-local k, a = 10, 8
+local k, a = 11, 8
 while a <= #ARGV do
   local sid, uid, guest, n = ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', tonumber(ARGV[a + 3])
   local sk, sr, us, uk = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
@@ -202,9 +209,10 @@ while a <= #ARGV do
       end
       call('HINCRBY', KEYS[4], 'connections', -1)
       call('SREM', us, sid)
-      local offline = 0
+      local offline, watched = 0, 0
       if call('SCARD', us) == 0 then
         offline = 1
+        watched = call('HEXISTS', KEYS[10], uid)
         call('ZREM', KEYS[5], uid)
         emit(cause, 'user.offline', nil, uid, now)
         -- nothing of a guest outlives its last socket
@@ -214,7 +222,7 @@ while a <= #ARGV do
       end
       local status = 'online'
       if not guest then status = call('HGET', uk, 'status') or 'online' end
-      out[#out + 1] = {1, offline, status, left}
+      out[#out + 1] = {1, offline, status, left, watched}
     end
   end
   k = k + 4 + 2 * n
@@ -313,21 +321,65 @@ return {now, call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[
 `;
 
 /**
- * Removes an instance once it holds no socket.
- * KEYS: instances, instance, instanceSockets. ARGV: instanceId, maxAgeMs ('' for the instance's
- *   own shutdown; else it must still be silent that long)
- * → 1 removed; 0 sockets remain (on shutdown the instance is then marked silent since forever,
- *   so the next reaper takes them); -1 the instance beat meanwhile
+ * Removes an instance once it holds no socket and no watch.
+ * KEYS: instances, instance, instanceSockets, instanceWatched. ARGV: instanceId, maxAgeMs ('' for
+ *   the instance's own shutdown; else it must still be silent that long)
+ * → 1 removed; 0 sockets or watches remain (on shutdown the instance is then marked silent since
+ *   forever, so the next reaper takes them); -1 the instance beat meanwhile
  */
 export const DROP_INSTANCE = `${helpers}
-if call('SCARD', KEYS[3]) > 0 then
+if call('SCARD', KEYS[3]) > 0 or call('SCARD', KEYS[4]) > 0 then
   if ARGV[2] == '' then call('ZADD', KEYS[1], 0, ARGV[1]) end
   return 0
 end
 if ARGV[2] ~= '' and fresh(KEYS[1], ARGV[1], ARGV[2], now_ms()) then return -1 end
 call('ZREM', KEYS[1], ARGV[1])
-call('DEL', KEYS[2], KEYS[3])
+call('DEL', KEYS[2], KEYS[3], KEYS[4])
 return 1
+`;
+
+/**
+ * The watched index: who has watchers anywhere, so that presence changes of users nobody watches
+ * are not broadcast at all. An instance counts once per user, however many of its sockets watch.
+ * KEYS: instances, instanceWatched, watched. ARGV: instanceId, then user ids
+ * → -1 the instance is not registered (nothing done: its restore watches again); else the number of
+ *   users this instance did not watch yet
+ */
+export const WATCH = `${helpers}
+if not call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
+local n = 0
+for i = 2, #ARGV do
+  if call('SADD', KEYS[2], ARGV[i]) == 1 then
+    call('HINCRBY', KEYS[3], ARGV[i], 1)
+    n = n + 1
+  end
+end
+return n
+`;
+
+/** KEYS: instanceWatched, watched. ARGV: user ids this instance no longer watches → how many it did. */
+export const UNWATCH = `${helpers}
+local n = 0
+for i = 1, #ARGV do
+  if call('SREM', KEYS[1], ARGV[i]) == 1 then
+    unwatch(KEYS[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`;
+
+/**
+ * Takes back up to `count` of an instance's watches (a reaped or departing instance).
+ * KEYS: instances, instanceWatched, watched. ARGV: instanceId, maxAgeMs ('' for the instance's own
+ *   shutdown; else it must still be silent that long), count
+ * → -1 the instance beat meanwhile; else how many watches remain
+ */
+export const RELEASE_WATCHES = `${helpers}
+if ARGV[2] ~= '' and fresh(KEYS[1], ARGV[1], ARGV[2], now_ms()) then return -1 end
+local users = call('SPOP', KEYS[2], tonumber(ARGV[3]))
+for _, uid in ipairs(users) do unwatch(KEYS[3], uid) end
+return call('SCARD', KEYS[2])
 `;
 
 /** KEYS: user, userSockets. ARGV: status, text → 1 if the user is online */

@@ -10,16 +10,19 @@ import {
   JOIN,
   KICK,
   LEAVE,
+  RELEASE_WATCHES,
   RESTORE,
   SET_STATUS,
   SILENT,
   UNLOCK,
+  UNWATCH,
+  WATCH,
 } from './registry-scripts.js';
 
 type Arg = string | number;
 type Reply = unknown;
 interface RegistryCommands {
-  sbRegConnect(...args: Arg[]): Promise<[number, number, number, string, number, number]>;
+  sbRegConnect(...args: Arg[]): Promise<[number, number, number, string, number, number, number]>;
   sbRegJoin(...args: Arg[]): Promise<[number, number, number]>;
   sbRegLeave(...args: Arg[]): Promise<[number, number, number]>;
   sbRegDrop(...args: Arg[]): Promise<Reply[]>;
@@ -30,6 +33,9 @@ interface RegistryCommands {
   sbRegSetStatus(...args: Arg[]): Promise<number>;
   sbRegKick(...args: Arg[]): Promise<number>;
   sbRegUnlock(...args: Arg[]): Promise<number>;
+  sbRegWatch(...args: Arg[]): Promise<number>;
+  sbRegUnwatch(...args: Arg[]): Promise<number>;
+  sbRegReleaseWatches(...args: Arg[]): Promise<number>;
 }
 type ScriptedRedis = RedisClient & RegistryCommands;
 
@@ -45,6 +51,9 @@ const SCRIPTS: Record<keyof RegistryCommands, string> = {
   sbRegSetStatus: SET_STATUS,
   sbRegKick: KICK,
   sbRegUnlock: UNLOCK,
+  sbRegWatch: WATCH,
+  sbRegUnwatch: UNWATCH,
+  sbRegReleaseWatches: RELEASE_WATCHES,
 };
 
 /** Registers the registry's scripts on a client once (ioredis sends EVALSHA, falling back to EVAL). */
@@ -92,6 +101,8 @@ export type ConnectResult =
       now: number;
       /** The user's unread notifications, when asked for with `countUnread` and read in the same call. */
       unread?: number;
+      /** The user came online and someone watches it (`presence:watch`): the arrival is worth announcing. */
+      watched: boolean;
     }
   | { accepted: false; reason: 'limit'; userSockets: number }
   | { accepted: false; reason: 'unknown-instance' };
@@ -105,6 +116,8 @@ export interface DisconnectResult {
   roomsLeft: string[];
   /** Redis time of the departure. */
   at: number;
+  /** The user went offline and someone watches it: the departure's presence is worth announcing. */
+  watched: boolean;
 }
 
 export interface ReapedSocket extends DisconnectResult {
@@ -153,6 +166,9 @@ export interface RegistryOptions {
    */
   events?: { outboxMax: number };
 }
+
+/** Users per watch, unwatch or release call: each call is short, so Redis never stalls on one. */
+const WATCH_BATCH = 500;
 
 /** How long an admin disconnect's mark on a socket lasts: its departure within that is `cause: admin`. */
 const KICK_TTL_MS = 30_000;
@@ -223,8 +239,8 @@ export class Registry {
   async connect(s: SocketRef & { instance: InstanceRef; name?: string; maxConnections: number; countUnread?: boolean }): Promise<ConnectResult> {
     const k = this.keys;
     const withUnread = s.countUnread === true && this.countsUnread;
-    const [accepted, userSockets, came, status, now, unread] = await this.redis.sbRegConnect(
-      withUnread ? 11 : 10,
+    const [accepted, userSockets, came, status, now, unread, watched] = await this.redis.sbRegConnect(
+      withUnread ? 12 : 11,
       k.instances,
       k.instance(s.instance.id),
       k.instanceSockets(s.instance.id),
@@ -235,6 +251,7 @@ export class Registry {
       k.user(s.userId),
       k.eventOutbox,
       k.eventState,
+      k.watched,
       ...(withUnread ? [k.inboxUnread(s.userId)] : []),
       s.socketId,
       s.userId,
@@ -247,7 +264,15 @@ export class Registry {
     );
     if (accepted === -1) return { accepted: false, reason: 'unknown-instance' };
     if (accepted === 0) return { accepted: false, reason: 'limit', userSockets };
-    return { accepted: true, userSockets, cameOnline: came === 1, status: asStatus(status), now, ...(withUnread && unread >= 0 ? { unread } : {}) };
+    return {
+      accepted: true,
+      userSockets,
+      cameOnline: came === 1,
+      status: asStatus(status),
+      now,
+      watched: watched === 1,
+      ...(withUnread && unread >= 0 ? { unread } : {}),
+    };
   }
 
   /** Adds a socket to a room. Rejects with `RegistryReplyError` for a socket the registry does not hold. */
@@ -279,6 +304,40 @@ export class Registry {
 
   async setStatus(userId: string, status: PresenceStatus, text?: string): Promise<boolean> {
     return (await this.redis.sbRegSetStatus(2, this.keys.user(userId), this.keys.userSockets(userId), status, text ?? '')) === 1;
+  }
+
+  /**
+   * Counts `instance` among the watchers of `userIds` in the watched index (what `connect` and
+   * `disconnect` read to say whether an arrival or departure has anyone to tell). False when the
+   * instance is not registered (reaped while alive): its restore must watch again.
+   */
+  async watch(instance: InstanceRef, userIds: readonly string[]): Promise<boolean> {
+    const k = this.keys;
+    for (let i = 0; i < userIds.length; i += WATCH_BATCH) {
+      const batch = userIds.slice(i, i + WATCH_BATCH);
+      const r = await this.redis.sbRegWatch(3, k.instances, k.instanceWatched(instance.id), k.watched, instance.id, ...batch);
+      if (r === -1) return false;
+    }
+    return true;
+  }
+
+  /** Takes `instance` out of the watchers of `userIds` (none of its sockets watches them now). */
+  async unwatch(instance: InstanceRef, userIds: readonly string[]): Promise<void> {
+    const k = this.keys;
+    for (let i = 0; i < userIds.length; i += WATCH_BATCH) {
+      await this.redis.sbRegUnwatch(2, k.instanceWatched(instance.id), k.watched, ...userIds.slice(i, i + WATCH_BATCH));
+    }
+  }
+
+  /** Takes back every watch of an instance, in batches; false when the instance beat meanwhile (`maxAge` set). */
+  private async releaseWatches(instanceId: string, maxAge: string): Promise<boolean> {
+    const k = this.keys;
+    for (let round = 0; round < 100_000; round++) {
+      const left = await this.redis.sbRegReleaseWatches(3, k.instances, k.instanceWatched(instanceId), k.watched, instanceId, maxAge, WATCH_BATCH);
+      if (left === -1) return false;
+      if (left === 0) return true;
+    }
+    return true;
   }
 
   /**
@@ -327,7 +386,8 @@ export class Registry {
    */
   async leaveCluster(instance: InstanceRef): Promise<'removed' | 'left-to-reaper'> {
     const k = this.keys;
-    const r = await this.redis.sbRegDropInstance(3, k.instances, k.instance(instance.id), k.instanceSockets(instance.id), instance.id, '');
+    await this.releaseWatches(instance.id, '');
+    const r = await this.redis.sbRegDropInstance(4, k.instances, k.instance(instance.id), k.instanceSockets(instance.id), k.instanceWatched(instance.id), instance.id, '');
     return r === 1 ? 'removed' : 'left-to-reaper';
   }
 
@@ -366,8 +426,9 @@ export class Registry {
             await options.onBatch?.(id, removed.length);
           }
         }
+        if (!alive) alive = !(await this.releaseWatches(id, String(maxAgeMs)));
         if (!alive) {
-          await this.redis.sbRegDropInstance(3, k.instances, k.instance(id), k.instanceSockets(id), id, maxAgeMs);
+          await this.redis.sbRegDropInstance(4, k.instances, k.instance(id), k.instanceSockets(id), k.instanceWatched(id), id, maxAgeMs);
         }
       }
     } finally {
@@ -430,6 +491,7 @@ export class Registry {
         k.eventOutbox,
         k.eventState,
         k.kicked,
+        k.watched,
       ];
       const args: Arg[] = [instanceId, maxAge, this.userTtlSec, cause, ...this.ev()];
       for (const s of pending) {
@@ -442,9 +504,9 @@ export class Registry {
       const at = Number(reply[0]);
       const again: typeof pending = [];
       pending.forEach((s, j) => {
-        const [code, offline, status, rooms] = reply[j + 1] as [number, number, string, string[]];
+        const [code, offline, status, rooms, watched] = reply[j + 1] as [number, number, string, string[], number];
         if (code === 1) {
-          results[s.index] = { userId: s.userId, wentOffline: offline === 1, status: asStatus(status), roomsLeft: rooms, at };
+          results[s.index] = { userId: s.userId, wentOffline: offline === 1, status: asStatus(status), roomsLeft: rooms, at, watched: watched === 1 };
         } else if (code === -2) {
           again.push({ ...s, rooms: [...s.rooms, ...rooms] });
         }

@@ -299,3 +299,76 @@ describe('heartbeat', () => {
     expect(Number(await redis.zscore(keys(prefix).instances, a.id))).toBe(second.now);
   });
 });
+
+describe('the watched index', () => {
+  const watched = async () => redis.hgetall(keys(prefix).watched);
+
+  it('says whether an arrival or a departure has anyone to tell, counting each instance once', async () => {
+    const a = inst('i-wa');
+    const b = inst('i-wb');
+    await registry.heartbeat(a);
+    await registry.heartbeat(b);
+    expect((await connect(a, user('w-1', 'nobody-watches'))).watched).toBe(false);
+    expect((await registry.disconnect(a, user('w-1', 'nobody-watches'), []))?.watched).toBe(false);
+
+    expect(await registry.watch(a, ['kim', 'lee'])).toBe(true);
+    expect(await registry.watch(a, ['kim'])).toBe(true); // already counted: no change
+    expect(await registry.watch(b, ['kim'])).toBe(true);
+    expect(await watched()).toEqual({ kim: '2', lee: '1' });
+
+    const first = await connect(b, user('k-1', 'kim'));
+    expect(first).toMatchObject({ cameOnline: true, watched: true });
+    expect((await connect(a, user('k-2', 'kim'))).cameOnline).toBe(false); // not an arrival: no flag
+    expect((await registry.disconnect(b, user('k-1', 'kim'), []))?.wentOffline).toBe(false);
+
+    await registry.unwatch(a, ['kim', 'lee', 'never-watched']);
+    expect(await watched()).toEqual({ kim: '1' });
+    expect((await registry.disconnect(a, user('k-2', 'kim'), []))).toMatchObject({ wentOffline: true, watched: true });
+    await registry.unwatch(b, ['kim']);
+    expect(await watched()).toEqual({});
+    expect((await connect(a, user('k-3', 'kim'))).watched).toBe(false);
+  });
+
+  it('refuses a watch of an instance that is not registered, and changes nothing', async () => {
+    expect(await registry.watch(inst('i-gone'), ['kim'])).toBe(false);
+    expect(await watched()).toEqual({});
+    expect(await redis.exists(keys(prefix).instanceWatched('i-gone'))).toBe(0);
+  });
+
+  it('takes back the watches of a reaped instance and of one that leaves cleanly, in batches', async () => {
+    const dead = inst('i-wdead');
+    const live = inst('i-wlive');
+    const leaving = inst('i-wleaving');
+    for (const i of [dead, live, leaving]) await registry.heartbeat(i);
+    const many = Array.from({ length: 1200 }, (_, i) => `m${i}`);
+    await registry.watch(dead, many);
+    await registry.watch(live, ['m1']);
+    await registry.watch(leaving, ['m2', 'zed']);
+    expect(await redis.hlen(keys(prefix).watched)).toBe(1201);
+
+    expect(await registry.leaveCluster(leaving)).toBe('removed');
+    expect(await redis.hget(keys(prefix).watched, 'zed')).toBeNull();
+    expect(await redis.exists(keys(prefix).instanceWatched(leaving.id))).toBe(0);
+
+    await redis.zadd(keys(prefix).instances, (await redisNow()) - 10_000, dead.id);
+    await registry.heartbeat(live);
+    await registry.reapSilentInstances(5000, 5000);
+    expect(await watched()).toEqual({ m1: '1' });
+    expect(await redis.exists(keys(prefix).instanceWatched(dead.id), keys(prefix).instance(dead.id))).toBe(0);
+    expect((await model.counts()).pods.map((p) => p.instance)).toEqual([live.id]);
+  });
+
+  it('keeps the watches of an instance that beats again while it is being reaped', async () => {
+    const a = inst('i-wstall');
+    await registry.heartbeat(a);
+    for (let i = 0; i < 500; i++) await connect(a, user(`ws-${i}`, `ws${i}`));
+    await registry.watch(a, Array.from({ length: 100 }, (_, i) => `s${i}`));
+    await redis.zadd(keys(prefix).instances, (await redisNow()) - 10_000, a.id);
+    const reaped = await registry.reapSilentInstances(5000, 5000, {
+      onBatch: () => registry.heartbeat(a).then(() => undefined), // it wakes up after the first batch
+    });
+    expect(reaped.length).toBeLessThan(500);
+    expect(await redis.hlen(keys(prefix).watched)).toBe(100);
+    expect(await redis.scard(keys(prefix).instanceWatched(a.id))).toBe(100);
+  });
+});

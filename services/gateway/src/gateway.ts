@@ -255,6 +255,7 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     metrics.disconnectionsTotal.inc({ reason: reasonLabel(reason) });
     ctx.clock.cancel(this.id);
     states.delete(this.id);
+    if (scope.state.watched.size) pod.unwatch(scope.state.watched);
     depart(scope.state);
   }
 
@@ -277,7 +278,8 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     socket.onAny(onEvent);
 
     void socket.join(userRoom(socket.data.userId));
-    if (admission.cameOnline) announceArrival(io, socket.data.userId, admission.status);
+    // presence to the user's watchers, if the registry knows of any (nobody else would hear it)
+    if (admission.cameOnline && admission.watched) announceArrival(io, socket.data.userId, admission.status);
     socket.emit('session:ready', {
       userId: socket.data.userId,
       socketId: socket.id,

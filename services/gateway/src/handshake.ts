@@ -134,6 +134,8 @@ export interface HandshakeDeps {
 /** A socket the handshake let in: registered in the cluster, with what `session:ready` says. */
 export interface Admission {
   cameOnline: boolean;
+  /** Someone in the cluster watches the user (worth announcing its arrival). */
+  watched: boolean;
   status: PresenceStatus;
   unread: number;
 }
@@ -228,7 +230,7 @@ export function createHandshake(deps: HandshakeDeps) {
       return new HandshakeError('RATE_LIMITED', 'Temporarily unavailable, retry later');
     }
     identity.connectedAt = r.now;
-    return { cameOnline: r.cameOnline, status: r.status, unread };
+    return { cameOnline: r.cameOnline, watched: r.watched, status: r.status, unread };
   }
 
   return {

@@ -34,6 +34,8 @@ export class PodRegistry {
   private readonly registry: Registry;
   private restoring: Promise<void> | undefined;
   private again = false;
+  /** User id → how many of this pod's sockets watch it; the registry's watched index counts the pod once. */
+  private readonly watchers = new Map<string, number>();
 
   constructor(private readonly deps: PodRegistryDeps) {
     this.registry = deps.registry;
@@ -66,6 +68,55 @@ export class PodRegistry {
     return this.timed('status', () => this.registry.setStatus(userId, status, text));
   }
 
+  /**
+   * Counts one more socket of this pod watching each of `userIds`; the users no other socket of
+   * the pod watched yet are added to the registry's watched index before this resolves, so a change
+   * of theirs after it is announced. On failure nothing is counted.
+   */
+  async watch(userIds: readonly string[]): Promise<void> {
+    const first: string[] = [];
+    for (const id of userIds) {
+      const n = this.watchers.get(id) ?? 0;
+      this.watchers.set(id, n + 1);
+      if (n === 0) first.push(id);
+    }
+    if (first.length === 0) return;
+    try {
+      // false: the instance was reaped while alive; its restore watches every user again
+      await this.timed('watch', () => this.registry.watch(this.instance, first));
+    } catch (err) {
+      this.release(userIds);
+      throw err;
+    }
+  }
+
+  /**
+   * Counts one socket fewer watching each of `userIds`; users no socket of the pod watches any
+   * longer leave the watched index. Never rejects: an unwatch that fails leaves the pod counted
+   * as a watcher (a few broadcasts nobody receives) until it unwatches again or leaves.
+   */
+  unwatch(userIds: Iterable<string>): void {
+    const last = this.release(userIds);
+    if (last.length === 0) return;
+    this.timed('unwatch', () => this.registry.unwatch(this.instance, last)).catch((err: unknown) =>
+      this.deps.logger.warn({ err, users: last.length }, 'leaving the watched index failed'),
+    );
+  }
+
+  private release(userIds: Iterable<string>): string[] {
+    const last: string[] = [];
+    for (const id of userIds) {
+      const n = this.watchers.get(id);
+      if (n === undefined) continue;
+      if (n > 1) this.watchers.set(id, n - 1);
+      else {
+        this.watchers.delete(id);
+        last.push(id);
+      }
+    }
+    return last;
+  }
+
   /** On a clean shutdown, once the pod's sockets are gone (else they are left to the reaper). */
   leaveCluster(): Promise<'removed' | 'left-to-reaper'> {
     return this.timed('leave-cluster', () => this.registry.leaveCluster(this.instance));
@@ -86,6 +137,9 @@ export class PodRegistry {
         this.again = false;
         const held = this.deps.held();
         const result = await this.timed('restore', () => this.registry.restore(this.instance, held));
+        // the watches the reaper took back (or Redis lost) too; the users watched now, read after
+        // the sockets are back, so a watch that found the instance unregistered is among them
+        await this.timed('watch', () => this.registry.watch(this.instance, [...this.watchers.keys()]));
         if (result.registered || result.dropped.length || result.joined.length || result.left.length) {
           this.deps.logger.warn(
             {

@@ -9,12 +9,13 @@ export function announceArrival(io: GatewayServer, userId: string, status: Prese
 
 /**
  * What a socket leaving says to the cluster: `room:member_left` where it was the user's last
- * socket, and offline presence when it was the user's last socket anywhere. Used for clean
- * disconnects and for sockets of reaped instances alike, so both look the same to clients.
+ * socket, and offline presence when it was the user's last socket anywhere and someone watches
+ * the user (the registry's watched index). Used for clean disconnects and for sockets of reaped
+ * instances alike, so both look the same to clients.
  */
 export function announceDeparture(io: GatewayServer, left: DisconnectResult): void {
   for (const room of left.roomsLeft) io.to(room).emit('room:member_left', { room, userId: left.userId });
-  if (left.wentOffline) {
+  if (left.wentOffline && left.watched) {
     io.to(presenceRoom(left.userId)).emit('presence:changed', {
       userId: left.userId,
       online: false,

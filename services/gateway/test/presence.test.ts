@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ReadModel } from '@switchboard/store';
+import { keys, ReadModel } from '@switchboard/store';
 import { collect, eventually, waitFor } from '@switchboard/testkit';
 import { startCluster, type Cluster } from '@switchboard/harness';
 import type { Ack } from '@switchboard/protocol';
@@ -48,6 +48,39 @@ describe('cluster-wide presence', () => {
     const detail = await model.user('henry');
     expect(detail).toMatchObject({ userId: 'henry', online: true, status: 'online', sockets: [{ id: back.id, pod: back.session.pod }] });
     expect(detail?.lastSeen).toBeGreaterThanOrEqual(t0 - 1000);
+  });
+
+  it('keeps the watched index to the pods that watch: once per pod, through watch, unwatch and disconnect', async () => {
+    const watched = () => cluster.redis.hget(keys(cluster.keyPrefix).watched, 'olga');
+    const [a1, a2, b] = await Promise.all([
+      cluster.connect({ sub: 'olga-w1', gateway: 0 }),
+      cluster.connect({ sub: 'olga-w2', gateway: 0 }),
+      cluster.connect({ sub: 'olga-w3', gateway: 1 }),
+    ]);
+    expect(await watched()).toBeNull();
+    for (const c of [a1, a2, b]) expect((await c.emitWithAck('presence:watch', { userIds: ['olga'] })).ok).toBe(true);
+    expect(await watched()).toBe('2'); // two pods, however many sockets
+    // someone watches: her arrival is announced, on every pod that watches
+    const seen = [waitFor(a2, 'presence:changed'), waitFor(b, 'presence:changed')];
+    const olga = await cluster.connect({ sub: 'olga', gateway: 2 });
+    expect(await Promise.all(seen)).toEqual([{ userId: 'olga', online: true, status: 'online' }, { userId: 'olga', online: true, status: 'online' }]);
+
+    await a1.emitWithAck('presence:unwatch', { userIds: ['olga'] });
+    expect(await watched()).toBe('2'); // another socket of that pod still watches
+    a2.close();
+    await eventually(async () => (await watched()) === '1');
+    // the pod that still watches hears her go
+    const offline = waitFor(b, 'presence:changed');
+    olga.close();
+    expect(await offline).toMatchObject({ userId: 'olga', online: false });
+    b.close();
+    await eventually(async () => (await watched()) === null);
+    // a watch after nobody watched is served as before
+    const again = await cluster.connect({ sub: 'olga-w4', gateway: 1 });
+    const back = waitFor(again, 'presence:changed');
+    expect((await again.emitWithAck('presence:watch', { userIds: ['olga'] })).ok).toBe(true);
+    await cluster.connect({ sub: 'olga', gateway: 0 });
+    expect(await back).toEqual({ userId: 'olga', online: true, status: 'online' });
   });
 
   it('stops sending to a socket after unwatch', async () => {

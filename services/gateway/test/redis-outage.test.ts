@@ -51,7 +51,8 @@ describe('when Redis goes away', () => {
     await other.emitWithAck('room:publish', { room: 'public:o2', data: 'after' });
     expect((await after).data).toBe('after');
     expect(seen.map((m) => m.data)).toEqual(['after']);
-    // the failed watch left nothing behind: w1 coming online is not sent to c
+    // the failed watch left nothing behind: not in the watched index, and w1 coming online is not sent to c
+    expect(await cluster.redis.hmget(keys(cluster.keyPrefix).watched, 'w1', 'w2')).toEqual([null, null]);
     const changes = collect(c, 'presence:changed');
     await cluster.connect('w1');
     expect((await c.emitWithAck('presence:watch', { userIds: ['w2'] })).ok).toBe(true);

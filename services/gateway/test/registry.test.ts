@@ -56,6 +56,11 @@ describe('dead pod reaping (kill -9 of a gateway process)', () => {
     for (const u of users.slice(8, 12)) await add(u, 1, false); // 4 also on a live pod, not in the room
     const watched = await watcher.emitWithAck('presence:watch', { userIds: users.slice(0, 40) });
     expect(watched.ok && watched.data.presence.every((p) => p.online)).toBe(true);
+    // a socket on the victim watches too: the reaper must take the dead pod out of the watched index
+    const onVictim = live.find((s) => s.user === 'k39' && s.pod === victim.podId)!.client;
+    expect((await onVictim.emitWithAck('presence:watch', { userIds: ['k0', 'kill-victim-only'] })).ok).toBe(true);
+    const watchedKey = keys(cluster.keyPrefix).watched;
+    expect(await cluster.redis.hmget(watchedKey, 'k0', 'k1', 'kill-victim-only')).toEqual(['2', '1', '1']);
     const left = collect(watcher, 'room:member_left');
     const presence = collect(watcher, 'presence:changed');
 
@@ -97,6 +102,8 @@ describe('dead pod reaping (kill -9 of a gateway process)', () => {
     const detail = await model.user('k20');
     expect(detail).toMatchObject({ online: false });
     expect(detail?.lastSeen).toBeGreaterThanOrEqual(killedAt - 100);
+    expect(await cluster.redis.hmget(watchedKey, 'k0', 'k1', 'kill-victim-only')).toEqual(['1', '1', null]);
+    expect(await cluster.redis.exists(keys(cluster.keyPrefix).instanceWatched(victimInstance))).toBe(0);
   });
 });
 

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { keys, ReadModel, Registry } from '@switchboard/store';
-import { collect, eventually, scrapeMetric, startRedis, type RedisHandle } from '@switchboard/testkit';
+import { collect, eventually, scrapeMetric, startRedis, waitFor, type RedisHandle } from '@switchboard/testkit';
 import { startCluster, type Cluster, type ClusterGateway, type TestClient } from '@switchboard/harness';
 
 const HEARTBEAT = 500;
@@ -138,6 +138,11 @@ describe('a gateway reaped while alive (a stall longer than the bound)', () => {
     }
     const before = await model.counts();
     expect(before.connections).toBe(301);
+    // a socket on the stalled pod watches someone not connected yet
+    const lateWatcher = held[0]!;
+    expect((await lateWatcher.emitWithAck('presence:watch', { userIds: ['st-late'] })).ok).toBe(true);
+    const watchedLate = () => cluster.redis.hget(keys(cluster.keyPrefix).watched, 'st-late');
+    expect(await watchedLate()).toBe('1');
     const presence = collect(watcher, 'presence:changed');
     const joined = collect(watcher, 'room:member_joined');
     const left = collect(watcher, 'room:member_left');
@@ -147,6 +152,7 @@ describe('a gateway reaped while alive (a stall longer than the bound)', () => {
     await eventually(() => presence.filter((p) => !p.online).length === 50 && left.length === 100, { timeoutMs: 2000 });
     const reapedByOther = await reapedSockets(other);
     expect(reapedByOther).toBe(300);
+    await eventually(async () => (await watchedLate()) === null, { what: 'the stalled pod out of the watched index' });
 
     stalled.resume();
     await eventually(async () => (await model.counts()).connections === 301, { timeoutMs: 3 * HEARTBEAT + 1000, what: 'the sockets back' });
@@ -162,6 +168,11 @@ describe('a gateway reaped while alive (a stall longer than the bound)', () => {
     expect((await model.counts()).connections).toBe(301);
     const probe = held[3]!;
     expect((await probe.emitWithAck('room:publish', { room, data: 'still here' })).ok).toBe(true);
+    // its watches are back too: an arrival elsewhere reaches its watcher
+    await eventually(async () => (await watchedLate()) === '1', { what: 'the watch back in the index' });
+    const late = waitFor(lateWatcher, 'presence:changed');
+    await cluster.connect({ sub: 'st-late', gateway: 1 });
+    expect(await late).toEqual({ userId: 'st-late', online: true, status: 'online' });
   });
 });
 

@@ -24,14 +24,20 @@ export function createPresenceHandlers(ctx: GatewayContext) {
           watching: state.watched.size,
         });
       }
-      // Watch first, then read, so no change falls between the read and the watch.
+      // Watch first (this socket in the users' presence rooms, this pod in the cluster's watched
+      // index), then read, so no change falls between the read and the watch.
       for (const id of added) state.watched.add(id);
       if (added.length) void socket.join(added.map(presenceRoom));
+      let counted = false;
       try {
+        if (added.length) await pod.watch(added);
+        counted = true;
         return { presence: await readModel.presence(ids) };
       } catch (err) {
+        // a failed watch changes nothing
+        if (counted) pod.unwatch(added);
         for (const id of added) {
-          state.watched.delete(id); // a failed watch changes nothing
+          state.watched.delete(id);
           void socket.leave(presenceRoom(id));
         }
         throw err;
@@ -39,9 +45,14 @@ export function createPresenceHandlers(ctx: GatewayContext) {
     },
 
     'presence:unwatch': ({ socket, state }, { userIds }) => {
+      const removed: string[] = [];
       for (const id of userIds) {
-        if (state.watched.delete(id)) void socket.leave(presenceRoom(id));
+        if (state.watched.delete(id)) {
+          removed.push(id);
+          void socket.leave(presenceRoom(id));
+        }
       }
+      pod.unwatch(removed);
       return {};
     },
   } satisfies Partial<HandlerMap>;
