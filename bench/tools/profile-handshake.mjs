@@ -65,13 +65,22 @@ function heapByConstructor(file) {
   return out;
 }
 
-function cpuBreakdown(file) {
+/** The monotonic clock in µs: the clock of V8's CPU profiles (startTime, timeDeltas) in every process. */
+const monoUs = () => Number(process.hrtime.bigint() / 1000n);
+
+/** CPU self time by function and package, of the samples within [from, to] (monotonic µs) if given. */
+function cpuBreakdown(file, from = -Infinity, to = Infinity) {
   const prof = JSON.parse(readFileSync(file, 'utf8'));
   const self = new Map();
   const dt = prof.timeDeltas;
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const ticks = new Map();
-  for (let i = 0; i < prof.samples.length; i++) ticks.set(prof.samples[i], (ticks.get(prof.samples[i]) ?? 0) + (dt[i] ?? 0));
+  let t = prof.startTime;
+  for (let i = 0; i < prof.samples.length; i++) {
+    t += dt[i] ?? 0;
+    if (t < from || t > to) continue;
+    ticks.set(prof.samples[i], (ticks.get(prof.samples[i]) ?? 0) + (dt[i] ?? 0));
+  }
   let total = 0;
   const byPackage = new Map();
   for (const [id, us] of ticks) {
@@ -125,13 +134,17 @@ try {
   const users = (n) => Array.from({ length: n }, () => `prof-u${u++}`);
 
   const before = await commandCalls(redis);
+  const connectFrom = monoUs();
   const r = await connector.call('connect', { url: pod.url, userIds: users(connects), jwtSecret, inFlight: 100 }, 300_000);
+  const connectTo = monoUs();
   const after = await commandCalls(redis);
   console.log(`${r.connected} connects in ${(r.ms / 1000).toFixed(1)} s`);
   console.log('\nRedis commands per handshake (INFO commandstats delta; inner calls of scripts included):');
   for (const [cmd, n] of commandDelta(before, after, r.connected).filter(([, n]) => n >= 0.05)) console.log(`  ${cmd.padEnd(12)} ${n.toFixed(2)}`);
+  const closeFrom = monoUs();
   await connector.call('close', {}, 30_000);
   await waitIdle([pod.pid]);
+  const closeTo = monoUs();
 
   let heap0;
   let heap1;
@@ -156,10 +169,15 @@ try {
   await sleep(500);
   const prof = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (!prof) throw new Error('no CPU profile written');
-  const { total, self, byPackage } = cpuBreakdown(join(dir, prof));
-  console.log(`\nCPU by package (busy ${(total / 1000).toFixed(0)} ms over the whole run):`);
+  const whole = cpuBreakdown(join(dir, prof));
+  const closing = cpuBreakdown(join(dir, prof), closeFrom, closeTo);
+  const { total, self, byPackage } = cpuBreakdown(join(dir, prof), connectFrom, connectTo);
+  console.log(`\nbusy: ${(whole.total / 1000).toFixed(0)} ms over the whole run (start-up and shutdown included);`);
+  console.log(`  connecting: ${(total / 1000).toFixed(0)} ms, ${(total / 1000 / r.connected).toFixed(3)} ms per handshake`);
+  console.log(`  closing them: ${(closing.total / 1000).toFixed(0)} ms, ${(closing.total / 1000 / r.connected).toFixed(3)} ms per disconnect`);
+  console.log(`\nCPU by package while connecting:`);
   for (const [k, us] of [...byPackage].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`  ${((us / total) * 100).toFixed(1).padStart(5)} %  ${k}`);
-  console.log('\nCPU self time by function (top 40):');
+  console.log('\nCPU self time by function while connecting (top 40):');
   for (const [k, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
     if (k === '(idle)') continue;
     console.log(`  ${((us / total) * 100).toFixed(1).padStart(5)} %  ${k}`);
