@@ -1,6 +1,7 @@
 // One side of a comparison, fully set up: N pods on one Redis key prefix, receiver worker processes
 // whose clients have joined the room (spread evenly over the pods), and a publisher on the first pod.
 import { randomBytes } from 'node:crypto';
+import { collect, GC_NODE_ARGS } from './pod-stats.mjs';
 import { startPods, stopPods } from './pods.mjs';
 import { childPidsNamed, rssBytes } from './procs.mjs';
 import { Publisher } from './publisher.mjs';
@@ -34,7 +35,7 @@ export async function startTopology({ kind, script, redisUrl, redisEnv, podEnv, 
   };
 
   try {
-    const pods = await startPods({ kind, script, count: podCount, redisUrl, redisEnv, env: podEnv, keyPrefix, jwtSecret });
+    const pods = await startPods({ kind, script, count: podCount, redisUrl, redisEnv, env: podEnv, keyPrefix, jwtSecret, nodeArgs: GC_NODE_ARGS });
     closers.push(() => stopPods(pods));
     log?.(`${pods.length} pods ready (${pods.map((p) => `${p.id} :${p.port}`).join(', ')}), key prefix ${keyPrefix}`);
 
@@ -55,6 +56,9 @@ export async function startTopology({ kind, script, redisUrl, redisEnv, podEnv, 
     if (connect.joined < receivers) {
       throw new Error(`only ${connect.joined}/${receivers} receivers joined ${room}: ${JSON.stringify(connect.failures)}`);
     }
+    // what the set-up left behind (for Switchboard, the member_joined fan-out of 1,000 joins) is
+    // collected on every pod of either side before anything is measured
+    await Promise.all(pods.map((p) => collect(p.pid, 500)));
 
     const publisher = await Publisher.connect({
       url: pods[0].url,
