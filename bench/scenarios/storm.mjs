@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { freePort, startHaproxy } from '@switchboard/testkit';
+import { deleteKeys, eventually, freePort, startHaproxy } from '@switchboard/testkit';
 import { ReadModel } from '@switchboard/store';
 import { now, sleep } from '../lib/clock.mjs';
 import { table, int, ms, ratio } from '../lib/markdown.mjs';
@@ -59,14 +59,15 @@ async function storm(kind, clients, ctx, redis) {
   try {
     // Only pod A is up while the clients connect, so that it holds all of them.
     const a = await start(0);
-    lb = await startHaproxy({ gateways: ports.map((p) => `127.0.0.1:${p}`), checkIntervalMs: 200 });
-    await untilOk(`${lb.url}/readyz`, 10_000);
+    lb = await startHaproxy({ gateways: ports.map((p) => `127.0.0.1:${p}`), checkIntervalMs: 200, stats: true });
+    await eventually(async () => (await serversUp(lb)) >= 1, { timeoutMs: 10_000, intervalMs: 100, what: 'HAProxy sending to pod A' });
     const userIds = Array.from({ length: clients }, (_, i) => `storm-${id}-u${i}`);
     const c = await connector.call('connect', { url: lb.url, userIds, jwtSecret, inFlight: 100, reconnection: true, timeoutMs: 30_000 }, 600_000);
     if (c.connected < clients) throw new Error(`only ${c.connected}/${clients} clients connected: ${JSON.stringify(c.failures)}`);
     await start(1);
     await start(2);
-    await sleep(1500); // HAProxy puts B and C in after 2 passed checks (200 ms apart)
+    // HAProxy puts B and C in after 2 passed checks (200 ms apart)
+    await eventually(async () => (await serversUp(lb)) === 3, { timeoutMs: 10_000, intervalMs: 100, what: 'HAProxy sending to pods B and C' });
     const model = kind === 'switchboard' ? new ReadModel(redis, keyPrefix) : undefined;
     if (model) {
       const before = await model.counts();
@@ -103,29 +104,11 @@ async function storm(kind, clients, ctx, redis) {
   }
 }
 
-async function untilOk(url, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.ok) return;
-    } catch {
-      /* not yet */
-    }
-    await sleep(100);
-  }
-  throw new Error(`${url} not ready within ${timeoutMs} ms`);
-}
-
-async function deleteKeys(redis, prefix) {
-  let cursor = '0';
-  for (let i = 0; i < 10_000; i++) {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (found.length) await redis.unlink(...found);
-    cursor = next;
-    if (cursor === '0') break;
-  }
+/** Gateways HAProxy currently sends to (its stats page as CSV: one line per server, status UP). */
+async function serversUp(lb) {
+  const res = await fetch(`${lb.statsUrl}/stats;csv`, { signal: AbortSignal.timeout(1000) });
+  const csv = await res.text();
+  return csv.split('\n').filter((line) => line.startsWith('gateways,gw') && line.split(',')[17] === 'UP').length;
 }
 
 function report(clients, results) {

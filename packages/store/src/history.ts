@@ -167,7 +167,7 @@ export class RoomHistory {
       const room = message.room;
       id = await this.redis.sbHistoryAppend(this.keys.history(room), this.keys.historyMeta(room), entry, maxLength, maxBytes, ttlSec);
     }
-    return stored(message, id);
+    return stored(message.room, id, message);
   }
 
   /**
@@ -176,7 +176,7 @@ export class RoomHistory {
    * first and then the append on Redis Cluster, where the user's slot and the room's differ.
    */
   async appendWithin(budget: PublishBudget, userId: string, bytes: number, message: NewMessage): Promise<PublishDecision> {
-    if (this.options.maxLength === 0 || isCluster(this.redis) || !sameClient(budget.redis, this.redis)) {
+    if (this.options.maxLength === 0 || isCluster(this.redis) || (budget.redis as RedisClient) !== this.redis) {
       const decision = await budget.take(userId, bytes);
       return decision.allowed ? { allowed: true, message: await this.append(message) } : decision;
     }
@@ -196,7 +196,7 @@ export class RoomHistory {
       maxHistoryBytes,
       ttlSec,
     );
-    return ok === 1 ? { allowed: true, message: stored(message, String(value)) } : { allowed: false, retryAfterMs: Number(value) };
+    return ok === 1 ? { allowed: true, message: stored(room, String(value), message) } : { allowed: false, retryAfterMs: Number(value) };
   }
 
   private localId(): string {
@@ -211,22 +211,20 @@ export class RoomHistory {
     for (let i = 1; i < out.length; i += 2) {
       const id = String(out[i]);
       const body = JSON.parse(String(out[i + 1])) as Pick<RoomMessage, 'type' | 'from' | 'data'>;
-      messages.push({ room, id, ts: Number(id.slice(0, id.indexOf('-'))), ...pick(body) });
+      messages.push(stored(room, id, body));
     }
     return { messages, recovered: Number(out[0]) === 1 };
   }
 }
 
-function sameClient(a: RedisClient, b: RedisClient): boolean {
-  return a === b;
-}
-
+/** What a history entry holds of a message: the room and the id are the stream's. */
 function encode(message: NewMessage): string {
-  return JSON.stringify(message.type === undefined ? { from: message.from, data: message.data } : { type: message.type, from: message.from, data: message.data });
+  return JSON.stringify(pick(message));
 }
 
-function stored(message: NewMessage, id: string): RoomMessage {
-  return { room: message.room, id, ts: Number(id.slice(0, id.indexOf('-'))), ...pick(message) };
+/** A message as stored under `id`: its time is the id's (Redis's clock). */
+function stored(room: string, id: string, body: Pick<RoomMessage, 'type' | 'from' | 'data'>): RoomMessage {
+  return { room, id, ts: Number(id.slice(0, id.indexOf('-'))), ...pick(body) };
 }
 
 function pick(m: Pick<RoomMessage, 'type' | 'from' | 'data'>): Pick<RoomMessage, 'type' | 'from' | 'data'> {

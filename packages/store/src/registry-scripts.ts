@@ -161,9 +161,10 @@ return ev_done({1, r, members})
  *   (`disconnect`, or `admin` for a socket an admin disconnect closes; `reaped`), EV, then per
  *   socket sid, uid, guest, number of rooms, the rooms
  * → { 'alive' } when the instance beat meanwhile; else { now, per socket { code, wentOffline,
- *   status, rooms, watched (wentOffline and the user has watchers) } } with code 1 (removed; rooms: those the user's last socket left), 0 (not
- *   registered to this instance: nothing done), -2 (the registry holds it in more rooms than were
- *   given: nothing done, rooms: the missing ones, to call again with).
+ *   status, rooms, watched (wentOffline and the user has watchers) } } with code 1 (removed; rooms:
+ *   those the user's last socket left), 0 (not registered to this instance: nothing done), -2 (the
+ *   registry holds it in more rooms than were given: nothing done, rooms: the missing ones, to call
+ *   again with).
  */
 export const DROP_SOCKETS = `${helpers}
 local iid, maxAge, ttl, why = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]

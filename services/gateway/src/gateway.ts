@@ -255,7 +255,8 @@ export function createGateway(deps: GatewayDeps, config: GatewayConfig): Gateway
     metrics.disconnectionsTotal.inc({ reason: reasonLabel(reason) });
     ctx.clock.cancel(this.id);
     states.delete(this.id);
-    if (scope.state.watched.size) pod.unwatch(scope.state.watched);
+    pod.unwatch(scope.state.watched);
+    scope.state.watched.clear(); // taken back once, even if a watch still in flight fails later
     depart(scope.state);
   }
 

@@ -22,6 +22,10 @@ export class LazySet<T> implements Iterable<T> {
     return this.items?.delete(item) ?? false;
   }
 
+  clear(): void {
+    this.items = undefined;
+  }
+
   [Symbol.iterator](): Iterator<T> {
     return (this.items ?? EMPTY)[Symbol.iterator]() as Iterator<T>;
   }

@@ -71,7 +71,8 @@ export class PodRegistry {
   /**
    * Counts one more socket of this pod watching each of `userIds`; the users no other socket of
    * the pod watched yet are added to the registry's watched index before this resolves, so a change
-   * of theirs after it is announced. On failure nothing is counted.
+   * of theirs after it is announced. Counted whatever the outcome: the socket's `unwatch` (or its
+   * disconnect) takes them back.
    */
   async watch(userIds: readonly string[]): Promise<void> {
     const first: string[] = [];
@@ -80,14 +81,8 @@ export class PodRegistry {
       this.watchers.set(id, n + 1);
       if (n === 0) first.push(id);
     }
-    if (first.length === 0) return;
-    try {
-      // false: the instance was reaped while alive; its restore watches every user again
-      await this.timed('watch', () => this.registry.watch(this.instance, first));
-    } catch (err) {
-      this.release(userIds);
-      throw err;
-    }
+    // false: the instance was reaped while alive; its restore watches every user again
+    if (first.length) await this.timed('watch', () => this.registry.watch(this.instance, first));
   }
 
   /**
@@ -96,14 +91,6 @@ export class PodRegistry {
    * as a watcher (a few broadcasts nobody receives) until it unwatches again or leaves.
    */
   unwatch(userIds: Iterable<string>): void {
-    const last = this.release(userIds);
-    if (last.length === 0) return;
-    this.timed('unwatch', () => this.registry.unwatch(this.instance, last)).catch((err: unknown) =>
-      this.deps.logger.warn({ err, users: last.length }, 'leaving the watched index failed'),
-    );
-  }
-
-  private release(userIds: Iterable<string>): string[] {
     const last: string[] = [];
     for (const id of userIds) {
       const n = this.watchers.get(id);
@@ -114,7 +101,10 @@ export class PodRegistry {
         last.push(id);
       }
     }
-    return last;
+    if (last.length === 0) return;
+    this.timed('unwatch', () => this.registry.unwatch(this.instance, last)).catch((err: unknown) =>
+      this.deps.logger.warn({ err, users: last.length }, 'leaving the watched index failed'),
+    );
   }
 
   /** On a clean shutdown, once the pod's sockets are gone (else they are left to the reaper). */

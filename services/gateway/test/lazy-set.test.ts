@@ -10,5 +10,8 @@ describe('LazySet', () => {
     expect(s.delete('a')).toBe(true);
     expect(s.delete('b')).toBe(true);
     expect([s.size, s.has('b'), [...s]]).toEqual([0, false, []]);
+    s.add('c').add('d');
+    s.clear();
+    expect([s.size, s.has('c'), [...s]]).toEqual([0, false, []]);
   });
 });

@@ -28,18 +28,15 @@ export function createPresenceHandlers(ctx: GatewayContext) {
       // index), then read, so no change falls between the read and the watch.
       for (const id of added) state.watched.add(id);
       if (added.length) void socket.join(added.map(presenceRoom));
-      let counted = false;
       try {
         if (added.length) await pod.watch(added);
-        counted = true;
         return { presence: await readModel.presence(ids) };
       } catch (err) {
-        // a failed watch changes nothing
-        if (counted) pod.unwatch(added);
-        for (const id of added) {
-          state.watched.delete(id);
-          void socket.leave(presenceRoom(id));
-        }
+        // a failed watch changes nothing: what the socket still holds of it (a disconnect meanwhile
+        // took back all it held) leaves its rooms and the pod's count
+        const held = added.filter((id) => state.watched.delete(id));
+        for (const id of held) void socket.leave(presenceRoom(id));
+        pod.unwatch(held);
         throw err;
       }
     },
