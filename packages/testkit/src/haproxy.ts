@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnOwned, stopProcess } from './processes.js';
-import { freePort } from './redis.js';
+import { freePort, retryOnPortTaken } from './redis.js';
 
 /** The load balancer configuration shared by docker-compose, `scripts/cluster.sh` and tests. */
 export const HAPROXY_CONFIG = fileURLToPath(new URL('../../../deploy/haproxy/haproxy.cfg', import.meta.url));
@@ -46,19 +46,11 @@ export async function startHaproxy(options: StartHaproxyOptions): Promise<Haprox
     if (!/^[^\s:]+:\d{1,5}$/.test(g)) throw new TypeError(`startHaproxy: "${g}" is not host:port`);
   }
   const bin = haproxyBinary();
-  let lastError: Error | undefined;
-  for (let attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
-    const port = await freePort();
-    const statsPort = options.stats ? await freePort() : undefined;
-    try {
-      return await launch(bin, port, statsPort, options);
-    } catch (err) {
-      lastError = err as Error;
-      // Another process may take the free port before HAProxy binds it; only that is retried.
-      if (!/cannot bind|address already in use/i.test(lastError.message)) throw lastError;
-    }
-  }
-  throw lastError ?? new Error('haproxy did not start');
+  // Another process may take a free port before HAProxy binds it; only that is retried.
+  return retryOnPortTaken(
+    async () => launch(bin, await freePort(), options.stats ? await freePort() : undefined, options),
+    BIND_ATTEMPTS,
+  );
 }
 
 async function launch(

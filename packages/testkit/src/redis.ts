@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,14 +74,47 @@ async function startContainer(): Promise<RedisHandle> {
   };
 }
 
+/**
+ * A loopback port that was free a moment ago, for a server a test starts as a separate process.
+ *
+ * It is drawn at random from below the kernel's ephemeral range: a port that `listen(0)` hands out
+ * comes from that range, where any outgoing connection of any process (a Redis client, a fetch) may
+ * take it before the server binds it. Below the range only another server picking the same port can,
+ * and callers that start one retry on `EADDRINUSE` ({@link isAddressInUse}).
+ */
 export async function freePort(): Promise<number> {
+  const [low, high] = portRange();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (await canListen(port)) return port;
+  }
+  return listenOn(0);
+}
+
+/** Whether a start failed because its port was taken meanwhile. */
+export const isAddressInUse = (text: string): boolean => /EADDRINUSE|address already in use|cannot bind/i.test(text);
+
+/** The ports {@link freePort} draws from: 10000 up to the start of the ephemeral range (Linux), or 20000–29999. */
+function portRange(): [number, number] {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(first) && first > 11_000) return [10_000, first - 1];
+  } catch {
+    // not Linux: a range that is outside the usual ephemeral ranges (49152+, 32768+)
+  }
+  return [20_000, 29_999];
+}
+
+const canListen = (port: number): Promise<boolean> => listenOn(port).then(() => true, () => false);
+
+function listenOn(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
+      const bound = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(bound));
     });
   });
 }
@@ -97,7 +130,25 @@ export interface LocalRedisOptions extends Omit<StartRedisOptions, 'fresh'> {
  * with this process.
  */
 export async function startLocalRedis(options: LocalRedisOptions = {}): Promise<RedisHandle> {
-  const port = options.port ?? (await freePort());
+  if (options.port !== undefined) return startLocalRedisOn(options.port, options);
+  return retryOnPortTaken(async () => startLocalRedisOn(await freePort(), options));
+}
+
+/**
+ * Runs `start` again (up to 5 times) when it fails because the free port it drew was taken before
+ * its server bound it; any other failure is thrown at once.
+ */
+export async function retryOnPortTaken<T>(start: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= attempts || !isAddressInUse(err instanceof Error ? err.message : String(err))) throw err;
+    }
+  }
+}
+
+async function startLocalRedisOn(port: number, options: LocalRedisOptions): Promise<RedisHandle> {
   const dir = mkdtempSync(join(tmpdir(), 'sb-redis-'));
   const args = [
     '--port', String(port),

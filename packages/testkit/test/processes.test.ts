@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { childrenDieWithParent, processRunning, spawnOwned, stopProcess } from '../src/processes.js';
-import { freePort, startLocalRedis, type RedisHandle } from '../src/redis.js';
+import { freePort, isAddressInUse, retryOnPortTaken, startLocalRedis, type RedisHandle } from '../src/redis.js';
 import { eventually } from '../src/wait.js';
 
 /**
@@ -108,5 +108,37 @@ describe('processes the test kit starts do not outlive their use', () => {
     await eventually(() => readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').startsWith('sleep\0'), { what: 'setpriv to exec sleep' });
     await stopProcess(child, 'SIGTERM');
     expect(processRunning(child.pid!)).toBe(false);
+  });
+});
+
+describe('free ports', () => {
+  it('are drawn from below the ephemeral range, where no outgoing connection can take them', async () => {
+    const ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+    for (const port of ports) {
+      expect(port).toBeGreaterThanOrEqual(10_000);
+      expect(port).toBeLessThan(ephemeralLow);
+    }
+    // random, not one port handed to every caller
+    expect(new Set(ports).size).toBeGreaterThan(1);
+  });
+
+  it('a start whose port was taken is retried; any other failure, or too many, is thrown', async () => {
+    const taken = () => new Error('listen EADDRINUSE: address already in use 127.0.0.1:34005');
+    let calls = 0;
+    await expect(retryOnPortTaken(async () => (++calls < 3 ? Promise.reject(taken()) : 'started'))).resolves.toBe('started');
+    expect(calls).toBe(3);
+
+    calls = 0;
+    await expect(retryOnPortTaken(async () => (++calls, Promise.reject(new Error('ADMIN_API_KEYS: too short'))))).rejects.toThrow(/ADMIN_API_KEYS/);
+    expect(calls).toBe(1);
+
+    calls = 0;
+    await expect(retryOnPortTaken(async () => (++calls, Promise.reject(taken())), 4)).rejects.toThrow(/EADDRINUSE/);
+    expect(calls).toBe(4);
+
+    expect(isAddressInUse('[ALERT] Starting frontend fe: cannot bind socket')).toBe(true);
+    expect(isAddressInUse('# Warning: Could not create server TCP listening socket 127.0.0.1:6379: bind: Address already in use')).toBe(true);
+    expect(isAddressInUse('exited (1): invalid config')).toBe(false);
   });
 });

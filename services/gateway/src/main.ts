@@ -53,4 +53,12 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
   await Promise.all([redis, pubClient, subClient].map(closeRedis));
 });
 
-await gateway.listen();
+try {
+  await gateway.listen();
+} catch (err) {
+  // a port taken or not permitted: leave the registry as a clean shutdown does, then stop
+  logger.fatal({ err }, 'cannot listen');
+  await gateway.close({ drainMs: 0 }).catch((closeErr: unknown) => logger.warn({ err: closeErr }, 'closing after a failed start'));
+  await Promise.all([redis, pubClient, subClient].map(closeRedis));
+  process.exit(1);
+}

@@ -3,6 +3,8 @@ import { exportSPKI, generateKeyPair } from 'jose';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { randomKeyPrefix, startRedis, TEST_JWT_SECRET, type RedisHandle } from '@switchboard/testkit';
 import { spawnService, type ServiceProcess } from '@switchboard/harness';
+import { keys } from '@switchboard/store';
+import { Redis } from 'ioredis';
 
 const baseEnv = (): Record<string, string> => ({
   KEY_PREFIX: randomKeyPrefix(),
@@ -75,6 +77,29 @@ describe('gateway start-up checks of the Redis server', () => {
       expect(gateway.logs().some((l) => l.msg === 'gateway listening')).toBe(false);
     } finally {
       await old.close();
+    }
+  });
+});
+
+describe('gateway start-up on a port it cannot have', () => {
+  it('exits 1 with "cannot listen" and the reason, and leaves nothing in the registry', async () => {
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const prefix = randomKeyPrefix();
+    const env = { ...baseEnv(), KEY_PREFIX: prefix, REDIS_URL: inject('redisUrl'), HOST: '127.0.0.1', PORT: String((squatter.address() as AddressInfo).port) };
+    const redis = new Redis(inject('redisUrl'));
+    try {
+      const gateway = spawnService('gateway', env);
+      expect(await gateway.exited).toEqual({ code: 1, signal: null });
+      expect(gateway.logs().find((l) => l.level === 60)).toMatchObject({ msg: 'cannot listen', err: { code: 'EADDRINUSE' } });
+      expect(gateway.logs().some((l) => l.msg === 'gateway listening')).toBe(false);
+      // it had registered itself (the heartbeat starts first) and left as a clean shutdown does
+      const k = keys(prefix);
+      expect(await redis.zcard(k.instances)).toBe(0);
+      expect(await redis.keys(`${k.prefix}:{reg}:instance:*`)).toEqual([]);
+    } finally {
+      redis.disconnect();
+      squatter.close();
     }
   });
 });

@@ -13,7 +13,17 @@ import {
   type SessionReady,
 } from '@switchboard/protocol';
 import { Broadcaster, createRedisClient, InboxStore, keys, waitReady, type RedisClient } from '@switchboard/store';
-import { deleteKeys, eventually, freePort, mintToken, randomKeyPrefix, spawnOwned, TEST_JWT_SECRET, type TokenClaims } from '@switchboard/testkit';
+import {
+  deleteKeys,
+  eventually,
+  freePort,
+  mintToken,
+  randomKeyPrefix,
+  retryOnPortTaken,
+  spawnOwned,
+  TEST_JWT_SECRET,
+  type TokenClaims,
+} from '@switchboard/testkit';
 import { serviceMain } from './services.js';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -129,7 +139,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     OPS_PORT: String(opsPort),
     HOST: '127.0.0.1',
     POD_ID: `${keyPrefix}-gw${index}`,
-    LOG_LEVEL: process.env.SB_TEST_LOG_LEVEL ?? 'silent',
+    // fatal: the one line a gateway that cannot start writes, for the error that says why
+    LOG_LEVEL: process.env.SB_TEST_LOG_LEVEL ?? 'fatal',
     HEARTBEAT_INTERVAL_MS: '1000',
     HANDSHAKE_RATE_PER_SEC: '10000',
     // tests publish in bursts; the budget has tests of its own
@@ -191,9 +202,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     };
   }
 
-  async function startProcess(index: number): Promise<ClusterGateway> {
-    const port = await freePort();
-    const opsPort = await freePort();
+  // A port drawn free may be taken by another test's server before the gateway binds it: the
+  // gateway then exits with EADDRINUSE, and is started again on other ports.
+  const startProcess = (index: number): Promise<ClusterGateway> =>
+    retryOnPortTaken(async () => startProcessOn(index, await freePort(), await freePort()));
+
+  async function startProcessOn(index: number, port: number, opsPort: number): Promise<ClusterGateway> {
     const env = baseEnv(index, port, opsPort);
     const url = `http://127.0.0.1:${port}`;
     const g = {
@@ -208,11 +222,16 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const launch = async () => {
       const child = spawnOwned(process.execPath, [...(options.nodeArgs?.(index) ?? []), serviceMain('gateway')], {
         env: { ...process.env, ...env },
-        stdio: ['ignore', 'ignore', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      let stderr = '';
-      child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+      // its last output (the logger writes to stdout), for the error when it does not come up
+      let output = '';
+      const keep = (d: Buffer) => (output = (output + d.toString()).slice(-4000));
+      child.stdout?.on('data', keep);
+      child.stderr?.on('data', keep);
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      // after its output has been read to the end
+      const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
       const signal = async (sig: NodeJS.Signals) => {
         if (child.exitCode === null && child.signalCode === null) {
           if (sig !== 'SIGCONT') child.kill('SIGCONT'); // a paused process handles nothing else
@@ -228,8 +247,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       g.resume = () => void child.kill('SIGCONT');
       await Promise.race([
         eventually(async () => (await fetch(`${url}/readyz`)).ok, { timeoutMs: 15_000, intervalMs: 50 }),
-        exited.then((code) => {
-          throw new Error(`gateway ${index} exited (${code}): ${stderr}`);
+        closed.then((code) => {
+          throw new Error(`gateway ${index} exited (${code}): ${output}`);
         }),
       ]);
     };

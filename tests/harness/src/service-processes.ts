@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { eventually, freePort, redisEnvOf, spawnOwned, TEST_JWT_SECRET } from '@switchboard/testkit';
+import { eventually, freePort, redisEnvOf, retryOnPortTaken, spawnOwned, TEST_JWT_SECRET } from '@switchboard/testkit';
 import { serviceMain } from './services.js';
 
 /** A Node process started by a test, the way `scripts/cluster.sh` starts it. */
@@ -102,9 +102,8 @@ export interface ServiceProcessOptions {
 const logLevel = () => process.env.SB_TEST_LOG_LEVEL ?? 'warn';
 
 /** The dispatcher as a process (`services/dispatcher/dist/main.js`); `url` is its ops port. */
-export async function startDispatcherProcess(options: ServiceProcessOptions): Promise<ProcessHandle> {
-  const port = await freePort();
-  return startProcess({
+export function startDispatcherProcess(options: ServiceProcessOptions): Promise<ProcessHandle> {
+  return onFreePort((port) => ({
     name: 'dispatcher',
     script: serviceMain('dispatcher'),
     port,
@@ -118,13 +117,12 @@ export async function startDispatcherProcess(options: ServiceProcessOptions): Pr
       LOG_LEVEL: logLevel(),
       ...options.env,
     },
-  });
+  }));
 }
 
 /** The admin as a process (`services/admin/dist/main.js`), with `ADMIN_API_KEYS` and the test JWT secret. */
-export async function startAdminProcess(options: ServiceProcessOptions & { apiKeys: string[] }): Promise<ProcessHandle> {
-  const port = await freePort();
-  return startProcess({
+export function startAdminProcess(options: ServiceProcessOptions & { apiKeys: string[] }): Promise<ProcessHandle> {
+  return onFreePort((port) => ({
     name: 'admin',
     script: serviceMain('admin'),
     port,
@@ -140,16 +138,15 @@ export async function startAdminProcess(options: ServiceProcessOptions & { apiKe
       LOG_LEVEL: logLevel(),
       ...options.env,
     },
-  });
+  }));
 }
 
 /**
  * `scripts/demo-server.mjs`, the demo page's server, minting tokens with the test JWT secret.
  * `port` lets the gateways' CORS_ORIGINS name the page's origin before it runs.
  */
-export async function startDemoServer(options: { lbUrl: string; port?: number; env?: Record<string, string> }): Promise<ProcessHandle> {
-  const port = options.port ?? (await freePort());
-  return startProcess({
+export function startDemoServer(options: { lbUrl: string; port?: number; env?: Record<string, string> }): Promise<ProcessHandle> {
+  const at = (port: number): StartProcessOptions => ({
     name: 'demo-server',
     script: fileURLToPath(new URL('../../../scripts/demo-server.mjs', import.meta.url)),
     port,
@@ -164,4 +161,13 @@ export async function startDemoServer(options: { lbUrl: string; port?: number; e
       ...options.env,
     },
   });
+  return options.port === undefined ? onFreePort(at) : startProcess(at(options.port));
+}
+
+/**
+ * Starts a process on a free port, again on another one (up to 5 times) when another test's
+ * server took the port before it could bind it: the process then exits with EADDRINUSE.
+ */
+function onFreePort(at: (port: number) => StartProcessOptions): Promise<ProcessHandle> {
+  return retryOnPortTaken(async () => startProcess(at(await freePort())));
 }
