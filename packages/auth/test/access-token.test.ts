@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHmac, KeyObject, sign as cryptoSign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -218,3 +219,72 @@ describe('rejected access tokens', () => {
   });
 });
 
+
+// HS* tokens are verified with fast-jwt, public keys with jose: both must give the same answers.
+describe('the same answers for a shared secret and a public key', () => {
+  let es: { verifier: ReturnType<typeof createVerifier>; key: CryptoKey };
+  const issuer = 'https://app.example';
+  const audience = 'switchboard';
+  const hsStrict = createVerifier({ secret: SECRET, issuer, audience });
+  beforeAll(async () => {
+    const pair = await generateKeyPair('ES256');
+    es = { verifier: createVerifier({ publicKey: await exportSPKI(pair.publicKey), issuer, audience }), key: pair.privateKey };
+  });
+  const both = () => [
+    { name: 'HS256 (secret)', verifier: hsStrict, sign: (p: object) => sign(SECRET_KEY, 'HS256', claims({ iss: issuer, aud: audience, ...p })) },
+    { name: 'ES256 (public key)', verifier: es.verifier, sign: (p: object) => sign(es.key, 'ES256', claims({ iss: issuer, aud: audience, ...p })) },
+  ];
+
+  it('an expired token whose signature is wrong is invalid, not expired: the signature comes first', async () => {
+    for (const side of both()) {
+      const [header, payload] = (await side.sign({ exp: nowSec() - 60 })).split('.');
+      const forged = `${header}.${payload}.${'A'.repeat(side.name.startsWith('HS') ? 43 : 86)}`;
+      await expect(side.verifier.verifyAccess(forged), side.name).rejects.toMatchObject({ code: 'AUTH_INVALID' });
+      await expect(side.verifier.verifyAccess(await side.sign({ exp: nowSec() - 60 })), side.name).rejects.toMatchObject({ code: 'AUTH_EXPIRED' });
+    }
+  });
+
+  it.each([
+    ['a non-numeric iat', { iat: 'yesterday' }],
+    ['a non-numeric nbf', { nbf: 'later' }],
+    ['an audience list without ours', { aud: ['a', 'b'] }],
+    ['an issuer that only starts like ours', { iss: `${issuer}.evil` }],
+    ['a non-string issuer', { iss: 7 }],
+  ])('refuses %s', async (_, payload) => {
+    for (const side of both()) {
+      await expect(side.verifier.verifyAccess(await side.sign(payload)), side.name).rejects.toMatchObject({ code: 'AUTH_INVALID' });
+    }
+  });
+
+  it('refuses a crit header no one understands (signed by hand: jose will not sign one)', async () => {
+    const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const payload = part(claims({ iss: issuer, aud: audience }));
+    const header = (alg: string) => part({ alg, crit: ['x-ext'], 'x-ext': true });
+    const hsInput = `${header('HS256')}.${payload}`;
+    const hsToken = `${hsInput}.${createHmac('sha256', SECRET_KEY).update(hsInput).digest('base64url')}`;
+    const esInput = `${header('ES256')}.${payload}`;
+    const esSignature = cryptoSign('sha256', Buffer.from(esInput), { key: KeyObject.from(es.key), dsaEncoding: 'ieee-p1363' });
+    const esToken = `${esInput}.${esSignature.toString('base64url')}`;
+    await expect(hsStrict.verifyAccess(hsToken)).rejects.toMatchObject({ code: 'AUTH_INVALID' });
+    await expect(es.verifier.verifyAccess(esToken)).rejects.toMatchObject({ code: 'AUTH_INVALID' });
+    // the same tokens without crit pass: it is the crit header that is refused
+    const plain = (alg: string) => part({ alg });
+    const hsPlain = `${plain('HS256')}.${payload}`;
+    await expect(hsStrict.verifyAccess(`${hsPlain}.${createHmac('sha256', SECRET_KEY).update(hsPlain).digest('base64url')}`)).resolves.toBeDefined();
+  });
+
+  it('accepts the same valid token shapes', async () => {
+    for (const side of both()) {
+      await expect(side.verifier.verifyAccess(await side.sign({ aud: ['other', audience], nbf: nowSec() - 1 })), side.name).resolves.toMatchObject({ sub: 'user-1' });
+    }
+  });
+
+  it('HS384 and HS512 with a secret long enough, when allowed', async () => {
+    const long = 'k'.repeat(64);
+    const verifier = createVerifier({ secret: long, algorithms: ['HS384', 'HS512'] });
+    for (const alg of ['HS384', 'HS512']) {
+      await expect(verifier.verifyAccess(await sign(new TextEncoder().encode(long), alg)), alg).resolves.toMatchObject({ sub: 'user-1' });
+    }
+    await expect(verifier.verifyAccess(await sign(new TextEncoder().encode(long), 'HS256'))).rejects.toMatchObject({ code: 'AUTH_INVALID' });
+  });
+});
