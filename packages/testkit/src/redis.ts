@@ -92,7 +92,9 @@ export async function freePort(): Promise<number> {
 }
 
 /** Whether a start failed because its port was taken meanwhile. */
-export const isAddressInUse = (text: string): boolean => /EADDRINUSE|address already in use|cannot bind/i.test(text);
+export const isAddressInUse = (text: string): boolean =>
+  // Node; redis-server (also for a cluster bus port); HAProxy
+  /EADDRINUSE|address already in use|failed listening on port|cannot bind/i.test(text);
 
 /** The ports {@link freePort} draws from: 10000 up to the start of the ephemeral range (Linux), or 20000–29999. */
 function portRange(): [number, number] {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { spawnOwned } from './processes.js';
-import { freePort, startRedis } from './redis.js';
+import { freePort, isAddressInUse, startRedis } from './redis.js';
 import { eventually } from './wait.js';
 
 /**
@@ -754,7 +754,7 @@ class StartFailure extends Error {
   }
   /** A server could not bind a port chosen as free: another process took it meanwhile. */
   get portTaken(): boolean {
-    return /address already in use|failed listening on port/i.test(this.proc?.output() ?? '');
+    return isAddressInUse(this.proc?.output() ?? '');
   }
 }
 

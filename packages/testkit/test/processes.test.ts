@@ -139,6 +139,7 @@ describe('free ports', () => {
 
     expect(isAddressInUse('[ALERT] Starting frontend fe: cannot bind socket')).toBe(true);
     expect(isAddressInUse('# Warning: Could not create server TCP listening socket 127.0.0.1:6379: bind: Address already in use')).toBe(true);
+    expect(isAddressInUse('# Failed listening on port 20123 (cluster), aborting.')).toBe(true);
     expect(isAddressInUse('exited (1): invalid config')).toBe(false);
   });
 });
