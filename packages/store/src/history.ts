@@ -56,6 +56,9 @@ return flat(after, 1)
  * `maxBytes` bytes (the newest entry always stays). The meta hash (`bytes`: what the stream holds)
  * keeps `trimmed`, the id of the last entry dropped, so a reader knows exactly what is gone (XTRIM
  * does not move the stream's own `max-deleted-entry-id`, which only XDEL does).
+ * A full history drops one entry per append: only the count is over, so exactly the entries over
+ * it are read (their sizes), and XTRIM MINID takes everything up to the last of them (the id just
+ * after it: the same milliseconds, the next sequence number).
  */
 const APPEND_FN = `
 local function append(stream, meta, entry, maxLength, maxBytes, ttlSec)
@@ -68,7 +71,9 @@ local function append(stream, meta, entry, maxLength, maxBytes, ttlSec)
     local last = nil
     local from = '-'
     while (length > maxLength or bytes > maxBytes) and length > 1 do
-      local page = call('XRANGE', stream, from, '+', 'COUNT', 64)
+      local count = 64
+      if bytes <= maxBytes and length - maxLength < count then count = length - maxLength end
+      local page = call('XRANGE', stream, from, '+', 'COUNT', count)
       if #page == 0 then break end
       for _, e in ipairs(page) do
         if not ((length > maxLength or bytes > maxBytes) and length > 1) then break end
@@ -79,8 +84,15 @@ local function append(stream, meta, entry, maxLength, maxBytes, ttlSec)
       from = '(' .. last
     end
     if last then
-      local first = call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1)
-      call('XTRIM', stream, 'MINID', first[1][1])
+      local dash = string.find(last, '-', 1, true)
+      local seq = tonumber(string.sub(last, dash + 1))
+      local minid
+      if seq < 9007199254740991 then
+        minid = string.sub(last, 1, dash) .. string.format('%.0f', seq + 1)
+      else
+        minid = call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1)[1][1]
+      end
+      call('XTRIM', stream, 'MINID', minid)
       call('HSET', meta, 'bytes', bytes, 'trimmed', last)
     end
   end

@@ -59,6 +59,39 @@ describe('room history bounds', () => {
     expect(Number(await redis.hget(keys(prefix).historyMeta(room), 'bytes'))).toBe((await streamBytes(room)).bytes);
   });
 
+  it('trims a full history one entry per append, exactly, also among ids of the same millisecond', async () => {
+    const room = 'public:same-ms';
+    const history = new RoomHistory(redis, prefix, { maxLength: 5, maxBytes: 1_000_000, ttlSec: 60 });
+    // sent together: one pipeline, so most share a millisecond and differ by sequence number
+    const sent = await Promise.all(Array.from({ length: 40 }, (_, i) => history.append({ room, from, data: i })));
+    const ids = sent.map((m) => m.id);
+    expect(new Set(ids.map((id) => id.split('-')[0])).size).toBeLessThan(ids.length);
+    const held = await redis.xrange(keys(prefix).history(room), '-', '+');
+    expect(held.map(([id]) => id)).toEqual(ids.slice(-5));
+    const meta = await redis.hgetall(keys(prefix).historyMeta(room));
+    expect(meta.trimmed).toBe(ids[34]);
+    expect(Number(meta.bytes)).toBe((await streamBytes(room)).bytes);
+    // a reader who saw the last dropped message misses nothing; one who saw the one before does
+    expect(await history.range(room, ids[34], 50)).toMatchObject({ recovered: true, messages: sent.slice(-5) });
+    expect((await history.range(room, ids[33], 50)).recovered).toBe(false);
+  });
+
+  it('trims past an entry whose sequence number is beyond what a Lua number holds exactly', async () => {
+    const room = 'public:huge-seq';
+    const history = new RoomHistory(redis, prefix, { maxLength: 2, maxBytes: 1_000_000, ttlSec: 60 });
+    const stream = keys(prefix).history(room);
+    const entry = JSON.stringify({ from, data: 'old' });
+    await redis.xadd(stream, '5-18446744073709551614', 'm', entry);
+    await redis.xadd(stream, '5-18446744073709551615', 'm', entry);
+    await redis.hset(keys(prefix).historyMeta(room), 'bytes', 2 * Buffer.byteLength(entry));
+    const a = await history.append({ room, from, data: 'a' });
+    const b = await history.append({ room, from, data: 'b' });
+    expect((await redis.xrange(stream, '-', '+')).map(([id]) => id)).toEqual([a.id, b.id]);
+    const meta = await redis.hgetall(keys(prefix).historyMeta(room));
+    expect(meta.trimmed).toBe('5-18446744073709551615');
+    expect(Number(meta.bytes)).toBe((await streamBytes(room)).bytes);
+  });
+
   it('expires the stream and its size together', async () => {
     const room = 'public:ttl';
     const history = new RoomHistory(redis, prefix, { maxLength: 10, maxBytes: 10_000, ttlSec: 30 });
