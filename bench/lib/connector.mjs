@@ -4,6 +4,8 @@
 //
 //   connect { url, userIds, jwtSecret, inFlight, timeoutMs, reconnection }
 //           -> { connected, failures, ms, hist }   tokens are minted before the clock starts
+//   prepare { userIds, jwtSecret } -> { prepared }  mints the tokens of the next `connect` (which then
+//           takes no userIds), so that the CPU a caller reads around `connect` is the connects' alone
 //   status  { since }   -> { clients, connected, connectedSince, lastConnectAt }
 //                          (connectedSince: clients whose latest connect is after `since`)
 //   close   {}          -> { closed }   disconnects every client and waits until they are closed
@@ -48,8 +50,19 @@ function connectOne(url, token, { timeoutMs, reconnection }) {
   });
 }
 
+/** Tokens minted by `prepare` for the next `connect`. */
+let prepared;
+
+async function prepare({ userIds, jwtSecret }) {
+  prepared = await Promise.all(userIds.map((userId) => mintToken(jwtSecret, userId)));
+  return { prepared: prepared.length };
+}
+
 async function connect({ url, userIds, jwtSecret, inFlight, timeoutMs = 15_000, reconnection = false }) {
-  const tokens = await Promise.all(userIds.map((userId) => mintToken(jwtSecret, userId)));
+  let tokens;
+  if (userIds) tokens = await Promise.all(userIds.map((userId) => mintToken(jwtSecret, userId)));
+  else if (prepared) [tokens, prepared] = [prepared, undefined];
+  else throw new Error('connect: no userIds and nothing prepared');
   const hist = new Histogram();
   const failures = {};
   let connected = 0;
@@ -94,4 +107,4 @@ async function close() {
   return { closed: n };
 }
 
-serveParent({ connect, status, close }, 600_000);
+serveParent({ prepare, connect, status, close }, 600_000);

@@ -29,7 +29,9 @@ const DEFAULTS = {
   sides: ['bare', 'jose', 'switchboard'],
   connects: 3000,
   inFlight: 100,
-  rounds: 5,
+  // connecting processes for the rate rounds, the connects and the in-flight bound split evenly
+  clients: 2,
+  rounds: 7,
   warmup: 3000,
   idle: 10_000,
   targets: { rate: 0.9, p99: 1.2, memory: 1.2 },
@@ -42,6 +44,7 @@ function configure(options = {}) {
   if (options.sides) cfg.sides = String(options.sides).split(',').filter((s) => s in SIDES);
   if (num('connects')) cfg.connects = num('connects');
   if (num('in-flight')) cfg.inFlight = num('in-flight');
+  if (num('clients')) cfg.clients = Math.max(1, Math.floor(num('clients')));
   if (num('rounds')) cfg.rounds = num('rounds');
   if (num('idle') !== undefined) cfg.idle = num('idle');
   if (options.gateway) cfg.gateway = String(options.gateway);
@@ -77,19 +80,46 @@ export async function run(ctx) {
 
   const redis = new Redis(ctx.redisUrl, { lazyConnect: true });
   await redis.connect();
-  const connector = new WorkerProcess(CONNECTOR, { label: 'bench-handshake-connector', env: { ...process.env, NODE_ENV: 'production' } });
+  const connectors = Array.from(
+    { length: cfg.clients },
+    (_, i) => new WorkerProcess(CONNECTOR, { label: `bench-handshake-connector-${i + 1}`, env: { ...process.env, NODE_ENV: 'production' } }),
+  );
+  // the memory phases use the first connector alone
+  const [connector] = connectors;
+  const clientCpu = () => connectors.reduce((sum, c) => sum + (cpuTimeMs(c.pid) ?? 0), 0);
+  const closeAll = () => Promise.all(connectors.map((c) => c.call('close', {}, 30_000)));
   const started = {};
   const results = Object.fromEntries(available.map((side) => [side, { rounds: [], hist: new Histogram(), commands: undefined }]));
   const benchCpu = () => benchPids().reduce((sum, pid) => sum + (cpuTimeMs(pid) ?? 0), 0);
-  const benchPids = () => [...Object.values(started).map((t) => t.pod.pid), connector.pid, process.pid, ...childPidsNamed('redis-server')];
+  const benchPids = () => [...Object.values(started).map((t) => t.pod.pid), ...connectors.map((c) => c.pid), process.pid, ...childPidsNamed('redis-server')];
+  /** `userIds` split evenly over the connectors, their tokens minted before the clock starts. */
+  const prepare = (t, userIds) =>
+    Promise.all(
+      connectors.map((c, i) =>
+        c.call('prepare', { userIds: userIds.filter((_, k) => k % connectors.length === i), jwtSecret: t.jwtSecret }, 120_000),
+      ),
+    );
+  /** Every connector connects its share at once, `inFlight` split over them. */
+  const connectAll = async (t, timeoutMs) => {
+    const inFlight = Math.max(1, Math.round(cfg.inFlight / connectors.length));
+    const rs = await Promise.all(connectors.map((c) => c.call('connect', { url: t.pod.url, inFlight }, timeoutMs)));
+    const hist = new Histogram();
+    const failures = {};
+    for (const r of rs) {
+      hist.merge(Histogram.fromJSON(r.hist));
+      for (const [k, n] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + n;
+    }
+    return { connected: rs.reduce((n, r) => n + r.connected, 0), failures, ms: Math.max(...rs.map((r) => r.ms)), hist };
+  };
 
   try {
     // ——— handshake rate: every side up at once, measured in turn, the order alternating ———
     for (const side of available) started[side] = await startSide(side, ctx, cfg);
     for (const side of available) {
       const t = started[side];
-      await connector.call('connect', { url: t.pod.url, userIds: t.nextUsers(cfg.warmup), jwtSecret: t.jwtSecret, inFlight: cfg.inFlight }, 120_000);
-      await connector.call('close', {}, 30_000);
+      await prepare(t, t.nextUsers(cfg.warmup));
+      await connectAll(t, 120_000);
+      await closeAll();
       await waitIdle([t.pod.pid]);
     }
     for (let round = 0; round < cfg.rounds && !isInterrupted(); round++) {
@@ -98,19 +128,20 @@ export async function run(ctx) {
         const t = started[side];
         await waitForQuietMachine(benchPids(), { thresholdPct: 15, maxMs: 5000 });
         const userIds = t.nextUsers(cfg.connects);
+        await prepare(t, userIds);
         const cmdBefore = await commandCalls(redis);
         const cpuBefore = cpuTimeMs(t.pod.pid);
         const [redisPid] = childPidsNamed('redis-server');
-        const otherBefore = { client: cpuTimeMs(connector.pid), redis: cpuTimeMs(redisPid), machine: machineBusyMs(), bench: benchCpu() };
+        const otherBefore = { client: clientCpu(), redis: cpuTimeMs(redisPid), machine: machineBusyMs(), bench: benchCpu() };
         const t0 = now();
-        const r = await connector.call('connect', { url: t.pod.url, userIds, jwtSecret: t.jwtSecret, inFlight: cfg.inFlight }, 300_000);
+        const r = await connectAll(t, 300_000);
         const elapsed = now() - t0;
         const cpu = cpuTimeMs(t.pod.pid) - cpuBefore;
-        const clientCpu = cpuTimeMs(connector.pid) - otherBefore.client;
+        const clientCpuMs = clientCpu() - otherBefore.client;
         const redisCpu = cpuTimeMs(redisPid) - otherBefore.redis;
         const otherCpu = machineBusyMs() - otherBefore.machine - (benchCpu() - otherBefore.bench);
         const cmdAfter = await commandCalls(redis);
-        const hist = Histogram.fromJSON(r.hist);
+        const { hist } = r;
         results[side].hist.merge(hist);
         results[side].commands ??= commandDelta(cmdBefore, cmdAfter, r.connected);
         const row = {
@@ -121,7 +152,7 @@ export async function run(ctx) {
           p99: hist.percentile(99),
           podCpuPct: (cpu / elapsed) * 100,
           cpuMsPerHandshake: cpu / r.connected,
-          clientCpuMsPerHandshake: clientCpu / r.connected,
+          clientCpuMsPerHandshake: clientCpuMs / r.connected,
           redisCpuMsPerHandshake: redisCpu / r.connected,
           otherCpuPct: Math.max(0, (otherCpu / elapsed) * 100),
         };
@@ -132,7 +163,7 @@ export async function run(ctx) {
             `client ${row.clientCpuMsPerHandshake.toFixed(2)}, Redis ${row.redisCpuMsPerHandshake.toFixed(2)}), other processes ${Math.round(row.otherCpuPct)} %` +
             (r.connected < userIds.length ? `, FAILED ${JSON.stringify(r.failures)}` : ''),
         );
-        await connector.call('close', {}, 30_000);
+        await closeAll();
         await waitIdle([t.pod.pid]);
       }
     }
@@ -167,7 +198,7 @@ export async function run(ctx) {
       }
     }
   } finally {
-    await connector.close();
+    await Promise.all(connectors.map((c) => c.close()));
     for (const t of Object.values(started)) await stopPods([t.pod]);
     await redis.quit().catch(() => redis.disconnect());
   }
@@ -230,7 +261,7 @@ function report(cfg, results, missing) {
     row('Connect p50 (all rounds)', (x) => ms(x.p50), ratioOf((x) => x.p50), '', ''),
     row('**Connect p99** (all rounds; each round)', (x) => `${ms(x.p99)} (${list(x.p99s, ms)})`, p99Ratio, `≤ ${cfg.targets.p99}× bare + jose`, vP99),
     row('Pod CPU per handshake', (x) => ms(x.cpuMs), ratioOf((x) => x.cpuMs), '', ''),
-    row('Client process CPU per handshake (one process for every side)', (x) => ms(x.clientCpuMs), ratioOf((x) => x.clientCpuMs), '', ''),
+    row(`Client CPU per handshake (${cfg.clients} ${cfg.clients === 1 ? 'process' : 'processes'}, the same for every side; token minting excluded)`, (x) => ms(x.clientCpuMs), ratioOf((x) => x.clientCpuMs), '', ''),
     row('Redis CPU per handshake', (x) => ms(x.redisCpuMs), ratioOf((x) => x.redisCpuMs), '', ''),
     row('Pod CPU while connecting (% of a core, each round)', (x) => list(x.cpuPct, (v) => `${Math.round(v)} %`), undefined, '', ''),
     row('Other processes\' CPU during each round (interference)', (x) => list(x.otherPct, (v) => `${Math.round(v)} %`), undefined, '≈ 0 %', ''),
@@ -243,7 +274,7 @@ function report(cfg, results, missing) {
   const overall = !complete ? 'INCOMPLETE' : [vRate, vP99, vMem].every((v) => v === 'PASS') ? 'PASS' : 'FAIL';
   const markdown = [
     `**Workload:** one pod per side on the run's Redis (its own key prefix), ${int(cfg.connects)} websocket connects per round ` +
-      `with ${cfg.inFlight} in flight from one client process, one user and one HS256 token (minted before the clock starts) per ` +
+      `with ${cfg.inFlight} in flight from ${cfg.clients === 1 ? 'one client process' : `${cfg.clients} client processes (the connects and the in-flight bound split evenly)`}, one user and one HS256 token (minted before the clock starts) per ` +
       `connection, ${cfg.rounds} rounds with the order of the sides alternating, after ${cfg.warmup} warm-up connects per side; ` +
       `connect time = \`io()\` → \`connect\`. Memory: a fresh pod per side, RSS after a full GC with ${int(cfg.idle)} idle ` +
       'connections minus RSS after a full GC with none, per connection.',
