@@ -27,7 +27,8 @@ export interface InboxListQuery {
 }
 
 /**
- * Stores one notification in one user's inbox.
+ * `inbox_add(inbox, items, unread, id, ts, json, maxItems, ttl)`: stores one notification in one
+ * user's inbox (the ADD script below, and the dispatcher's one-step delivery).
  * KEYS: inbox zset, items hash, unread set. ARGV: id, ts, json, maxItems, ttlSec → 1 added, 0 known
  * A known id changes nothing. Trims the inbox to `maxItems` (oldest out, with their unread state)
  * and refreshes the three keys' TTL together; when the unread set's TTL is still the full
@@ -35,28 +36,33 @@ export interface InboxListQuery {
  * checked because it is the key that can disappear on its own (all read) and come back without
  * a TTL.
  */
-const ADD_LUA = `
-local call = redis.call
-local id, ts, json, maxItems, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
-if call('ZADD', KEYS[1], 'NX', ts, id) == 0 then return 0 end
-call('HSET', KEYS[2], id, json)
-call('SADD', KEYS[3], id)
-local excess = call('ZCARD', KEYS[1]) - maxItems
-while excess > 0 do
-  local popped = call('ZPOPMIN', KEYS[1], math.min(excess, 500))
-  local old = {}
-  for j = 1, #popped, 2 do old[#old + 1] = popped[j] end
-  if #old == 0 then break end
-  call('HDEL', KEYS[2], unpack(old))
-  call('SREM', KEYS[3], unpack(old))
-  excess = excess - #old
+export const INBOX_ADD_FN = `
+local function inbox_add(inbox, items, unread, id, ts, json, maxItems, ttl)
+  local call = redis.call
+  if call('ZADD', inbox, 'NX', ts, id) == 0 then return 0 end
+  call('HSET', items, id, json)
+  call('SADD', unread, id)
+  local excess = call('ZCARD', inbox) - maxItems
+  while excess > 0 do
+    local popped = call('ZPOPMIN', inbox, math.min(excess, 500))
+    local old = {}
+    for j = 1, #popped, 2 do old[#old + 1] = popped[j] end
+    if #old == 0 then break end
+    call('HDEL', items, unpack(old))
+    call('SREM', unread, unpack(old))
+    excess = excess - #old
+  end
+  if call('TTL', unread) ~= ttl then
+    call('EXPIRE', inbox, ttl)
+    call('EXPIRE', items, ttl)
+    call('EXPIRE', unread, ttl)
+  end
+  return 1
 end
-if call('TTL', KEYS[3]) ~= ttl then
-  call('EXPIRE', KEYS[1], ttl)
-  call('EXPIRE', KEYS[2], ttl)
-  call('EXPIRE', KEYS[3], ttl)
-end
-return 1
+`;
+
+const ADD_LUA = `${INBOX_ADD_FN}
+return inbox_add(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
 `;
 
 /**
@@ -136,6 +142,17 @@ export class InboxWriteError extends Error {
   override name = 'InboxWriteError';
 }
 
+/** `failed` of `of` inbox writes refused, the first for `reason`. */
+export function inboxWriteFailed(failed: number, of: number, reason: string): InboxWriteError {
+  return new InboxWriteError(`${failed} of ${of} inbox writes failed: ${reason}`);
+}
+
+/** One notification as `inbox_add` stores it: per user its inbox, items and unread keys; then id, ts, json, maxItems, ttlSec. */
+export interface InboxEntry {
+  users: (readonly [inbox: string, items: string, unread: string])[];
+  args: [id: string, ts: number, json: string, maxItems: number, ttlSec: number];
+}
+
 const CURSOR_RE = /^([0-9]{1,16})\.([0-9]{1,9})$/;
 
 function parseCursor(before: string): { score: string; run: number } {
@@ -194,22 +211,28 @@ export class InboxStore {
    */
   async add(userIds: readonly string[], n: Notification): Promise<void> {
     if (userIds.length === 0) return;
-    const invalid = invalidEntry(userIds, n);
-    if (invalid) throw invalid;
-    const json = JSON.stringify(stored(n));
-    const { maxItems, ttlSec } = this.limits;
+    const { users, args } = this.entry(userIds, n);
     const add = (this.redis as unknown as WithInboxCommands)[ADD];
-    const results = await Promise.allSettled(
-      userIds.map((u) => {
-        const k = this.userKeys(u);
-        return add.call(this.redis, k.inbox, k.items, k.unread, n.id, n.ts, json, maxItems, ttlSec);
-      }),
-    );
+    const results = await Promise.allSettled(users.map(([inbox, items, unread]) => add.call(this.redis, inbox, items, unread, ...args)));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length) {
       const reason = failed[0]!.reason as unknown;
-      throw new InboxWriteError(`${failed.length} of ${userIds.length} inbox writes failed: ${reason instanceof Error ? reason.message : String(reason)}`);
+      throw inboxWriteFailed(failed.length, userIds.length, reason instanceof Error ? reason.message : String(reason));
     }
+  }
+
+  /**
+   * What `inbox_add` takes to store `n` for these users: each user's three keys, and the
+   * arguments shared by all. Rejects as `add` does, before anything is written.
+   */
+  entry(userIds: readonly string[], n: Notification): InboxEntry {
+    const invalid = invalidEntry(userIds, n);
+    if (invalid) throw invalid;
+    const { maxItems, ttlSec } = this.limits;
+    return {
+      users: userIds.map((u) => [this.keys.inbox(u), this.keys.inboxItems(u), this.keys.inboxUnread(u)] as const),
+      args: [n.id, n.ts, JSON.stringify(stored(n)), maxItems, ttlSec],
+    };
   }
 
   /**

@@ -3,6 +3,7 @@ import stringify from 'safe-stable-stringify';
 import type { NotificationJob } from '@switchboard/protocol';
 import type { Keys } from './keys.js';
 import { sendPublications, type Publication } from './broadcast.js';
+import { INBOX_ADD_FN, inboxWriteFailed, type InboxEntry } from './inbox.js';
 import type { RedisClient } from './redis.js';
 
 /**
@@ -23,47 +24,86 @@ end
 `;
 
 /**
- * KEYS: record. ARGV: digest, owner, leaseMs, windowSec
+ * `claim(record, digest, owner, leaseMs, windowSec)`
  * → { 'claimed' } | { 'done' } | { 'conflict' } | { 'busy', ms left on the other owner's lease }
  */
-const CLAIM = `${helpers}
-local digest, owner, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now = now_ms()
-local v = call('GET', KEYS[1])
-if not v then
-  call('SET', KEYS[1], 'p' .. digest .. '|' .. (now + lease) .. '|' .. owner, 'EX', ARGV[4])
-  return {'claimed'}
+const CLAIM_FN = `
+local function claim(key, digest, owner, lease, windowSec)
+  local now = now_ms()
+  local v = call('GET', key)
+  if not v then
+    call('SET', key, 'p' .. digest .. '|' .. (now + lease) .. '|' .. owner, 'EX', windowSec)
+    return {'claimed'}
+  end
+  if string.sub(v, 2, ${DIGEST_LENGTH + 1}) ~= digest then return {'conflict'} end
+  if string.sub(v, 1, 1) == 'd' then return {'done'} end
+  local rest = string.sub(v, ${DIGEST_LENGTH + 3})
+  local bar = string.find(rest, '|', 1, true)
+  local until_ms, holder = tonumber(string.sub(rest, 1, bar - 1)), string.sub(rest, bar + 1)
+  if holder == owner or until_ms <= now then
+    call('SET', key, 'p' .. digest .. '|' .. (now + lease) .. '|' .. owner, 'KEEPTTL')
+    return {'claimed'}
+  end
+  return {'busy', until_ms - now}
 end
-if string.sub(v, 2, ${DIGEST_LENGTH + 1}) ~= digest then return {'conflict'} end
-if string.sub(v, 1, 1) == 'd' then return {'done'} end
-local rest = string.sub(v, ${DIGEST_LENGTH + 3})
-local bar = string.find(rest, '|', 1, true)
-local until_ms, holder = tonumber(string.sub(rest, 1, bar - 1)), string.sub(rest, bar + 1)
-if holder == owner or until_ms <= now then
-  call('SET', KEYS[1], 'p' .. digest .. '|' .. (now + lease) .. '|' .. owner, 'KEEPTTL')
-  return {'claimed'}
-end
-return {'busy', until_ms - now}
 `;
 
 /**
- * KEYS: record. ARGV: digest, windowSec, then channel, message pairs to PUBLISH
+ * `complete(record, digest, windowSec, pubs, from)`: marks the id delivered and PUBLISHes the
+ * channel, message pairs of `pubs` from index `from` on
  * → 1 marked delivered (and published); 0 delivered already: nothing published again.
  * Marking and publishing are one step: a notification id is published at most once. (SPUBLISH
  * cannot be in here: its channel must be in the script's slot. A sharded publication is sent by
  * the caller that got 1.)
  */
-const COMPLETE = `
-local call = redis.call
-local v = call('GET', KEYS[1])
-if v and string.sub(v, 1, 1) == 'd' then return 0 end
-if v then
-  call('SET', KEYS[1], 'd' .. ARGV[1], 'KEEPTTL')
-else
-  call('SET', KEYS[1], 'd' .. ARGV[1], 'EX', ARGV[2])
+const COMPLETE_FN = `
+local function complete(key, digest, windowSec, pubs, from)
+  local v = call('GET', key)
+  if v and string.sub(v, 1, 1) == 'd' then return 0 end
+  if v then
+    call('SET', key, 'd' .. digest, 'KEEPTTL')
+  else
+    call('SET', key, 'd' .. digest, 'EX', windowSec)
+  end
+  for i = from, #pubs, 2 do call('PUBLISH', pubs[i], pubs[i + 1]) end
+  return 1
 end
-for i = 3, #ARGV, 2 do call('PUBLISH', ARGV[i], ARGV[i + 1]) end
-return 1
+`;
+
+/** KEYS: record. ARGV: digest, owner, leaseMs, windowSec → what `claim` answers. */
+const CLAIM = `${helpers}${CLAIM_FN}
+return claim(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4])
+`;
+
+/** KEYS: record. ARGV: digest, windowSec, then channel, message pairs to PUBLISH → what `complete` answers. */
+const COMPLETE = `${helpers}${COMPLETE_FN}
+return complete(KEYS[1], ARGV[1], ARGV[2], ARGV, 3)
+`;
+
+/**
+ * Claim, store and publish in one step, where the record and the inboxes share a server.
+ * KEYS: record, then each user's inbox, items and unread keys. ARGV: digest, owner, leaseMs,
+ * windowSec, then the inbox entry (id, ts, json, maxItems, ttlSec), then channel, message pairs.
+ * → what `claim` answers when it is not 'claimed'; else { 'failed', writes refused, the first
+ * reason } when an inbox write was refused (the others are written, the id stays claimed and
+ * nothing is published: a retry completes it), or { 'delivered' }.
+ */
+const DELIVER = `${helpers}${CLAIM_FN}${COMPLETE_FN}${INBOX_ADD_FN}
+local c = claim(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4])
+if c[1] ~= 'claimed' then return c end
+local failed, first = 0, nil
+for i = 2, #KEYS, 3 do
+  local ok, err = pcall(inbox_add, KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
+  if not ok then
+    failed = failed + 1
+    if not first then
+      if type(err) == 'table' then first = err.err or err.message else first = err end
+    end
+  end
+end
+if failed > 0 then return {'failed', failed, tostring(first)} end
+complete(KEYS[1], ARGV[1], ARGV[4], ARGV, 10)
+return {'delivered'}
 `;
 
 export type Claim =
@@ -80,7 +120,11 @@ export interface LedgerRecord {
 type Commands = {
   sbNotifClaim(numKeys: number, key: string, digest: string, owner: string, leaseMs: number, windowSec: number): Promise<[string, number?]>;
   sbNotifComplete(numKeys: number, key: string, digest: string, windowSec: number, ...published: (Buffer | string)[]): Promise<number>;
+  sbNotifDeliver(numKeys: number, ...keysAndArgs: (Buffer | string | number)[]): Promise<[string, (number | string)?, string?]>;
 };
+
+/** What a one-step delivery found: the claim's answer when it was not this owner's, or delivered. */
+export type OneStepDelivery = Exclude<Claim, { state: 'claimed' }> | { state: 'delivered' };
 
 /** The content of a notification job, apart from its id, as a short stable digest. */
 export function notificationDigest(job: NotificationJob): string {
@@ -124,6 +168,7 @@ export class NotificationLedger {
     if (typeof this.redis.sbNotifClaim !== 'function') {
       redis.defineCommand('sbNotifClaim', { lua: CLAIM });
       redis.defineCommand('sbNotifComplete', { lua: COMPLETE });
+      redis.defineCommand('sbNotifDeliver', { lua: DELIVER });
     }
   }
 
@@ -150,6 +195,51 @@ export class NotificationLedger {
     const marked = (await this.redis.sbNotifComplete(1, this.keys.notification(id), digest, this.windowSec, ...inScript)) === 1;
     if (marked) await sendPublications(this.redis, publications.filter((p) => p.sharded));
     return marked;
+  }
+
+  /**
+   * `claim`, the inbox writes of `entry` and `complete` in one script: one round trip for a whole
+   * delivery. Only where the record and every inbox key are on one server (standalone, Sentinel;
+   * not Cluster) and nothing has to happen between storing and publishing (no wait for replicas).
+   * Rejects with `InboxWriteError` when Redis refused an inbox write: nothing is published then,
+   * and the id stays this owner's to retry.
+   */
+  async deliver(
+    id: string,
+    digest: string,
+    owner: string,
+    leaseMs: number,
+    entry: InboxEntry | undefined,
+    publications: readonly Publication[] = [],
+  ): Promise<OneStepDelivery> {
+    const users = entry?.users ?? [];
+    const inScript = publications.filter((p) => !p.sharded).flatMap((p) => [p.channel, p.message]);
+    const reply = await this.redis.sbNotifDeliver(
+      1 + users.length * 3,
+      this.keys.notification(id),
+      ...users.flat(),
+      digest,
+      owner,
+      leaseMs,
+      this.windowSec,
+      ...(entry?.args ?? ['', 0, '', 1, 1]),
+      ...inScript,
+    );
+    const [state, n, reason] = reply;
+    switch (state) {
+      case 'delivered':
+        await sendPublications(this.redis, publications.filter((p) => p.sharded));
+        return { state };
+      case 'failed':
+        throw inboxWriteFailed(Number(n), users.length, String(reason));
+      case 'busy':
+        return { state, retryAfterMs: Math.max(1, Number(n)) };
+      case 'done':
+      case 'conflict':
+        return { state };
+      default:
+        throw new Error(`NotificationLedger: unexpected reply ${String(state)}`);
+    }
   }
 
   /** What the ledger holds for `id`, if anything. */

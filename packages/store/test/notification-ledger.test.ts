@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import type { NotificationJob } from '@switchboard/protocol';
 import { deleteKeys, eventually, randomKeyPrefix } from '@switchboard/testkit';
+import { InboxStore, InboxWriteError } from '../src/inbox.js';
 import { keys } from '../src/keys.js';
 import { assignedNotificationId, NotificationLedger, notificationDigest } from '../src/notification-ledger.js';
 
@@ -110,5 +111,99 @@ describe('NotificationLedger', () => {
 
   it('refuses a window that is not a positive integer', () => {
     expect(() => new NotificationLedger(redis, keys(prefix), 0)).toThrow(RangeError);
+  });
+});
+
+describe('NotificationLedger.deliver: claim, store and publish in one step', () => {
+  const notification = { id: 'n-1', type: 'order', title: 'Shipped', data: { a: 1, b: [1, 2] }, ts: 1_700_000_000_000 };
+  let inbox: InboxStore;
+  beforeEach(() => {
+    inbox = new InboxStore(redis, keys(prefix), { maxItems: 10, ttlSec: 3600 });
+  });
+
+  it('stores for every user and publishes once; a second job with the id is told it is done and changes nothing', async () => {
+    const d = notificationDigest(job);
+    const channel = `${prefix}:one-step`;
+    const { got, sub } = await listen(channel);
+    try {
+      const publish = [{ channel, message: Buffer.from('n-1'), sharded: false }];
+      const entry = inbox.entry(['ann', 'bob'], notification);
+      expect(await ledger.deliver('n-1', d, 'job-a', 10_000, entry, publish)).toEqual({ state: 'delivered' });
+      expect(await ledger.deliver('n-1', d, 'job-b', 10_000, entry, publish)).toEqual({ state: 'done' });
+      expect(await ledger.record('n-1')).toEqual({ digest: d, delivered: true });
+      for (const user of ['ann', 'bob']) {
+        expect(await inbox.list(user)).toEqual({ items: [{ ...notification, read: false }], unread: 1 });
+      }
+      await redis.publish(channel, 'marker');
+      await eventually(() => got.includes('marker'));
+      expect(got).toEqual(['n-1', 'marker']);
+    } finally {
+      await sub.quit();
+    }
+  });
+
+  it('writes and publishes nothing for an id another job holds or that was used for other content', async () => {
+    const d = notificationDigest(job);
+    const channel = `${prefix}:one-step-refused`;
+    const { got, sub } = await listen(channel);
+    try {
+      const publish = [{ channel, message: Buffer.from('x'), sharded: false }];
+      await ledger.claim('n-1', d, 'job-a', 10_000);
+      const busy = await ledger.deliver('n-1', d, 'job-b', 10_000, inbox.entry(['ann'], notification), publish);
+      expect(busy.state === 'busy' && busy.retryAfterMs).toBeGreaterThan(9000);
+      const other = notificationDigest({ ...job, title: 'Other' });
+      expect(await ledger.deliver('n-1', other, 'job-c', 10_000, inbox.entry(['ann'], notification), publish)).toEqual({ state: 'conflict' });
+      expect(await inbox.list('ann')).toEqual({ items: [], unread: 0 });
+      await redis.publish(channel, 'marker');
+      await eventually(() => got.includes('marker'));
+      expect(got).toEqual(['marker']);
+    } finally {
+      await sub.quit();
+    }
+  });
+
+  it('publishes nothing when an inbox write is refused, stores for the others, and lets the same job complete it later', async () => {
+    const d = notificationDigest(job);
+    const channel = `${prefix}:one-step-failed`;
+    const { got, sub } = await listen(channel);
+    try {
+      const publish = [{ channel, message: Buffer.from('n-1'), sharded: false }];
+      await redis.set(keys(prefix).inbox('bob'), 'not a zset');
+      const entry = inbox.entry(['ann', 'bob'], notification);
+      const err: unknown = await ledger.deliver('n-1', d, 'job-a', 10_000, entry, publish).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InboxWriteError);
+      expect((err as Error).message).toMatch(/^1 of 2 inbox writes failed: WRONGTYPE/);
+      expect(await ledger.record('n-1')).toEqual({ digest: d, delivered: false });
+      expect((await inbox.list('ann')).unread).toBe(1);
+      await redis.publish(channel, 'marker');
+      await eventually(() => got.includes('marker'));
+      expect(got).toEqual(['marker']);
+
+      await redis.del(keys(prefix).inbox('bob'));
+      expect(await ledger.deliver('n-1', d, 'job-a', 10_000, entry, publish)).toEqual({ state: 'delivered' });
+      expect((await inbox.list('ann')).unread).toBe(1); // stored once
+      expect((await inbox.list('bob')).unread).toBe(1);
+      await redis.publish(channel, 'marker-2');
+      await eventually(() => got.includes('marker-2'));
+      expect(got).toEqual(['marker', 'n-1', 'marker-2']);
+    } finally {
+      await sub.quit();
+    }
+  });
+
+  it('publishes a notification stored nowhere (a room or a broadcast) with the id marked delivered', async () => {
+    const d = notificationDigest({ ...job, to: { room: 'public:r' } });
+    const channel = `${prefix}:one-step-room`;
+    const { got, sub } = await listen(channel);
+    try {
+      expect(await ledger.deliver('n-9', d, 'job-a', 10_000, undefined, [{ channel, message: Buffer.from('n-9'), sharded: false }])).toEqual({
+        state: 'delivered',
+      });
+      expect(await ledger.record('n-9')).toEqual({ digest: d, delivered: true });
+      expect(await redis.ttl(keys(prefix).notification('n-9'))).toBeGreaterThan(50);
+      await eventually(() => got.includes('n-9'));
+    } finally {
+      await sub.quit();
+    }
   });
 });

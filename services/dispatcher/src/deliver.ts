@@ -4,6 +4,7 @@ import {
   assignedNotificationId,
   notificationDigest,
   type BroadcastEncoder,
+  type Claim,
   type InboxStore,
   type NotificationLedger,
   type Publication,
@@ -62,12 +63,22 @@ export interface DeliverDeps {
   leaseMs: number;
   /** Resolves once the inbox writes are on enough replicas (`REDIS_WAIT_REPLICAS`), so a failover cannot lose them. */
   replicated: () => Promise<void>;
+  /**
+   * Claim, store and publish in one script (`NotificationLedger.deliver`): the ledger and the
+   * inboxes share a server (not Cluster) and no wait for replicas comes between storing and
+   * publishing. Jobs to more than `ONE_STEP_MAX_USERS` users still take the steps one by one.
+   */
+  oneStep: boolean;
 }
+
+/** The most users a one-step delivery writes in its one script (which holds Redis meanwhile). */
+export const ONE_STEP_MAX_USERS = 32;
 
 /**
  * Delivers one job (SPEC §6): validates it, claims its notification id in the ledger, stores a
  * user notification in the inboxes, then marks the id delivered and publishes it through the
- * Socket.IO Redis emitter's encoding, in one step. The job is done only once Redis has answered,
+ * Socket.IO Redis emitter's encoding, in one step. Where the ledger and the inboxes share a server
+ * and no wait for replicas comes between (`oneStep`), the three are one script: one round trip. The job is done only once Redis has answered,
  * so nothing is lost between the queue and Redis (a retry writes nothing twice: the inbox is
  * idempotent by id); the publish happens at most once per id within the idempotency window.
  *
@@ -88,20 +99,6 @@ export async function deliver(deps: DeliverDeps, job: Job<unknown>, token?: stri
   const target = targetKind(data);
   const digest = notificationDigest(data);
 
-  const claim = await deps.ledger.claim(id, digest, job.id!, deps.leaseMs);
-  switch (claim.state) {
-    case 'conflict':
-      throw new IdConflictError(`notification id ${JSON.stringify(id)} was delivered before with other content`);
-    case 'done':
-      return { notification, target, stored: 0, duplicate: true };
-    case 'busy':
-      // another job delivers this id right now: look again soon (at the latest when its lease ends)
-      await job.moveToDelayed(Date.now() + Math.min(claim.retryAfterMs, BUSY_RETRY_MS), token);
-      throw new DelayedError();
-    case 'claimed':
-      break;
-  }
-
   const to = data.to;
   let userIds: string[] = [];
   let publications: Publication[];
@@ -112,9 +109,36 @@ export async function deliver(deps: DeliverDeps, job: Job<unknown>, token?: stri
   } else {
     publications = deps.encoder.emit('room' in to ? { rooms: [to.room] } : {}, 'notification', notification);
   }
+
+  if (deps.oneStep && userIds.length <= ONE_STEP_MAX_USERS) {
+    const entry = userIds.length ? deps.inbox.entry(userIds, notification) : undefined;
+    const result = await deps.ledger.deliver(id, digest, job.id!, deps.leaseMs, entry, publications);
+    if (result.state === 'delivered') return { notification, target, stored: userIds.length, duplicate: false };
+    return settleClaim(result, { id, notification, target, job, token });
+  }
+
+  const claim = await deps.ledger.claim(id, digest, job.id!, deps.leaseMs);
+  if (claim.state !== 'claimed') return settleClaim(claim, { id, notification, target, job, token });
   // stored first: a client that lists its inbox when the notification arrives finds it there
   await deps.inbox.add(userIds, notification);
   if (userIds.length) await deps.replicated();
   const sent = await deps.ledger.complete(id, digest, publications);
   return { notification, target, stored: userIds.length, duplicate: !sent };
+}
+
+/** A claim that is not this job's to deliver: a conflict fails it, a delivered id completes it, a busy one waits. */
+async function settleClaim(
+  claim: Exclude<Claim, { state: 'claimed' }>,
+  { id, notification, target, job, token }: { id: string; notification: Notification; target: TargetKind; job: Job<unknown>; token: string | undefined },
+): Promise<Delivery> {
+  switch (claim.state) {
+    case 'conflict':
+      throw new IdConflictError(`notification id ${JSON.stringify(id)} was delivered before with other content`);
+    case 'done':
+      return { notification, target, stored: 0, duplicate: true };
+    case 'busy':
+      // another job delivers this id right now: look again soon (at the latest when its lease ends)
+      await job.moveToDelayed(Date.now() + Math.min(claim.retryAfterMs, BUSY_RETRY_MS), token);
+      throw new DelayedError();
+  }
 }

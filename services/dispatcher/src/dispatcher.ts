@@ -87,6 +87,8 @@ export function createDispatcher(deps: DispatcherDeps, config: DispatcherConfig,
     encoder: new BroadcastEncoder(ioKey(config.keyPrefix), config.redis.pubsubMode),
     leaseMs: config.stalledIntervalMs,
     replicated: () => waitForReplicas(deps.redis, config.redis.waitReplicas, config.redis.waitTimeoutMs),
+    // one round trip per delivery where the ledger and the inboxes share a server and no WAIT comes between
+    oneStep: config.redis.topology.kind !== 'cluster' && !config.redis.waitReplicas,
   };
   const warn = throttled((obj: object, msg: string) => logger.warn(obj, msg), 5000);
 
