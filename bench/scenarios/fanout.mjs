@@ -1,6 +1,6 @@
 // Fan-out of room messages to 1,000 clients spread over 2 pods, Switchboard vs a bare
 // Socket.IO + @socket.io/redis-adapter baseline, measured in the same run on the same Redis.
-import { now } from '../lib/clock.mjs';
+import { now, sleep } from '../lib/clock.mjs';
 import { table, int, ms, pct, ratio } from '../lib/markdown.mjs';
 import { measurePhase, summarize, waitForQuiet, waitForQuietMachine, Ramp } from '../lib/phases.mjs';
 import { serverAvailable, serverScript } from '../lib/pods.mjs';
@@ -207,18 +207,26 @@ export async function compare(ctx, cfg, pair, text = { name, title: 'Room fan-ou
 
     // 4. Saturation ramps, one step per side in turn.
     ctx.log('saturation ramp:');
+    // The sides take turns in the same order every round (not ABBA as above): with ABBA one side
+    // runs two steps back to back at every other rate, always the same side at a given rate, so at
+    // the rate where the machine saturates one side always started straight after its own previous
+    // step and the other after a rest. Taking turns, each side's step follows one of the other
+    // side's; a side left alone (the other one done) rests as long before its next step.
     const ramps = Object.fromEntries(live.map((side) => [side, new Ramp(cfg.ramp)]));
     const rampStarted = now();
     const stepCostMs = cfg.ramp.stepMs + cfg.ramp.drainMs;
+    const lastStepEnd = {};
     for (let round = 0; round < 100; round++) {
-      const pending = order(round).filter((side) => ramps[side].nextRate() !== undefined);
+      const pending = live.filter((side) => ramps[side].nextRate() !== undefined);
       if (!pending.length) break;
       for (const side of pending) {
         const rate = ramps[side].nextRate();
-        if (now() - rampStarted + stepCostMs > cfg.ramp.budgetMs || now() - started + stepCostMs > cfg.maxMs) {
+        const rest = pending.length === 1 && lastStepEnd[side] !== undefined ? Math.max(0, lastStepEnd[side] + stepCostMs - now()) : 0;
+        if (now() + rest - rampStarted + stepCostMs > cfg.ramp.budgetMs || now() + rest - started + stepCostMs > cfg.maxMs) {
           ramps[side].stop(`ramp stopped by its time budget before ${rate} msg/s`);
           continue;
         }
+        if (rest > 0) await sleep(rest);
         try {
           const { env } = topologies[side];
           const spec = { rate, durationMs: cfg.ramp.stepMs, drainMs: cfg.ramp.drainMs };
@@ -230,6 +238,7 @@ export async function compare(ctx, cfg, pair, text = { name, title: 'Room fan-ou
           );
           // An overloaded side drains its backlog before anything else is measured.
           if (!step.sustained && !(await waitForQuiet(env.pool))) ramps[side].notes.push(`backlog still draining 8 s after the ${rate} msg/s step`);
+          lastStepEnd[side] = now();
         } catch (err) {
           await fail(side, err);
         }
