@@ -149,7 +149,11 @@ function jobOptionsOf(job: NotificationJob, delay: JobsOptions): JobsOptions {
 export function createProducer(options: ProducerOptions): Producer {
   const connectTimeoutMs = options.connectTimeoutMs ?? 1000;
   const onError = options.onError ?? (() => {});
-  const given = options.connection;
+  const given = options.connection as ProducerOptions['connection'] | undefined;
+  // for callers without the types (plain JavaScript): say what is missing instead of failing on it below
+  if (given === undefined || given === null || (typeof given !== 'string' && typeof given !== 'object')) {
+    throw new TypeError('createProducer: connection is required (a Redis URL, a topology from loadRedisConfig(), or an ioredis client)');
+  }
   const ownClient = typeof given === 'string' || !('status' in given);
   const client: RedisClient = ownClient
     ? createRedisClient(

@@ -227,6 +227,12 @@ describe('createProducer', () => {
     }
   });
 
+  it('refuses to be created without a connection, with a TypeError that says what it needs', () => {
+    for (const connection of [undefined, null, 6379]) {
+      expect(() => createProducer({ connection } as unknown as ProducerOptions)).toThrow(/^createProducer: connection is required/);
+    }
+  });
+
   it('rejects quickly with UNAVAILABLE when nothing listens on the Redis port', async () => {
     const port = await freePort();
     const p = producer({ keyPrefix: prefix(), connection: `redis://127.0.0.1:${port}` });
