@@ -3,7 +3,7 @@ import stringify from 'safe-stable-stringify';
 import type { NotificationJob } from '@switchboard/protocol';
 import type { Keys } from './keys.js';
 import { sendPublications, type Publication } from './broadcast.js';
-import { INBOX_ADD_FN, inboxWriteFailed, type InboxEntry } from './inbox.js';
+import { INBOX_ADD_ALL_FN, inboxWriteFailed, type InboxEntry } from './inbox.js';
 import type { RedisClient } from './redis.js';
 
 /**
@@ -88,20 +88,11 @@ return complete(KEYS[1], ARGV[1], ARGV[2], ARGV, 3)
  * reason } when an inbox write was refused (the others are written, the id stays claimed and
  * nothing is published: a retry completes it), or { 'delivered' }.
  */
-const DELIVER = `${helpers}${CLAIM_FN}${COMPLETE_FN}${INBOX_ADD_FN}
+const DELIVER = `${helpers}${CLAIM_FN}${COMPLETE_FN}${INBOX_ADD_ALL_FN}
 local c = claim(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4])
 if c[1] ~= 'claimed' then return c end
-local failed, first = 0, nil
-for i = 2, #KEYS, 3 do
-  local ok, err = pcall(inbox_add, KEYS[i], KEYS[i + 1], KEYS[i + 2], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
-  if not ok then
-    failed = failed + 1
-    if not first then
-      if type(err) == 'table' then first = err.err or err.message else first = err end
-    end
-  end
-end
-if failed > 0 then return {'failed', failed, tostring(first)} end
+local failed, first = inbox_add_all(KEYS, 2, ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
+if failed > 0 then return {'failed', failed, first} end
 complete(KEYS[1], ARGV[1], ARGV[4], ARGV, 10)
 return {'delivered'}
 `;
