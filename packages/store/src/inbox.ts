@@ -237,8 +237,8 @@ export class InboxStore {
 
   /**
    * Stores one notification for many users: on Redis Cluster one script call per user (each in
-   * its user's slot), sent together; elsewhere one call per 64 users, each still written on its own. Idempotent by notification id: storing an id a user already has changes
-   * nothing. Rejects with `SwitchboardError` (`INVALID_PAYLOAD`) for a user id that is not one or
+   * its user's slot), sent together; elsewhere one call per 64 users, each still written on its
+   * own. Idempotent by notification id: storing an id a user already has changes nothing. Rejects with `SwitchboardError` (`INVALID_PAYLOAD`) for a user id that is not one or
    * a bad `ts`, before writing anything, and with `InboxWriteError` when Redis refused a write
    * (the others are written: calling again completes it).
    */
@@ -278,7 +278,10 @@ export class InboxStore {
     if (invalid) throw invalid;
     const { maxItems, ttlSec } = this.limits;
     return {
-      users: userIds.map((u) => [this.keys.inbox(u), this.keys.inboxItems(u), this.keys.inboxUnread(u)] as const),
+      users: userIds.map((u) => {
+        const k = this.userKeys(u);
+        return [k.inbox, k.items, k.unread] as const;
+      }),
       args: [n.id, n.ts, JSON.stringify(stored(n)), maxItems, ttlSec],
     };
   }

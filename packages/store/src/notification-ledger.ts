@@ -117,6 +117,14 @@ type Commands = {
 /** What a one-step delivery found: the claim's answer when it was not this owner's, or delivered. */
 export type OneStepDelivery = Exclude<Claim, { state: 'claimed' }> | { state: 'delivered' };
 
+/** Classic publications as the scripts' channel, message pairs; sharded ones to send after the script (another slot). */
+function splitPublications(publications: readonly Publication[]): { inScript: (string | Buffer)[]; after: Publication[] } {
+  return {
+    inScript: publications.filter((p) => !p.sharded).flatMap((p) => [p.channel, p.message]),
+    after: publications.filter((p) => p.sharded),
+  };
+}
+
 /** The content of a notification job, apart from its id, as a short stable digest. */
 export function notificationDigest(job: NotificationJob): string {
   const { id: _id, ...content } = job;
@@ -182,9 +190,9 @@ export class NotificationLedger {
    * published).
    */
   async complete(id: string, digest: string, publications: readonly Publication[] = []): Promise<boolean> {
-    const inScript = publications.filter((p) => !p.sharded).flatMap((p) => [p.channel, p.message]);
+    const { inScript, after } = splitPublications(publications);
     const marked = (await this.redis.sbNotifComplete(1, this.keys.notification(id), digest, this.windowSec, ...inScript)) === 1;
-    if (marked) await sendPublications(this.redis, publications.filter((p) => p.sharded));
+    if (marked) await sendPublications(this.redis, after);
     return marked;
   }
 
@@ -204,7 +212,7 @@ export class NotificationLedger {
     publications: readonly Publication[] = [],
   ): Promise<OneStepDelivery> {
     const users = entry?.users ?? [];
-    const inScript = publications.filter((p) => !p.sharded).flatMap((p) => [p.channel, p.message]);
+    const { inScript, after } = splitPublications(publications);
     const reply = await this.redis.sbNotifDeliver(
       1 + users.length * 3,
       this.keys.notification(id),
@@ -213,13 +221,14 @@ export class NotificationLedger {
       owner,
       leaseMs,
       this.windowSec,
+      // no inbox to write (a room, a broadcast, persist: false): placeholders the script does not read
       ...(entry?.args ?? ['', 0, '', 1, 1]),
       ...inScript,
     );
     const [state, n, reason] = reply;
     switch (state) {
       case 'delivered':
-        await sendPublications(this.redis, publications.filter((p) => p.sharded));
+        await sendPublications(this.redis, after);
         return { state };
       case 'failed':
         throw inboxWriteFailed(Number(n), users.length, String(reason));

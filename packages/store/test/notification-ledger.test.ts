@@ -21,13 +21,17 @@ beforeEach((context) => {
   context.onTestFinished(() => deleteKeys(redis, prefix));
 });
 
-/** Subscribes to `channel`; `got` fills with the messages published there, in order. */
-async function listen(channel: string): Promise<{ got: string[]; sub: Redis }> {
+/** Runs `fn` subscribed to `channel`; `got` fills with the messages published there, in order. */
+async function listening(channel: string, fn: (got: string[]) => Promise<void>): Promise<void> {
   const sub = redis.duplicate();
   const got: string[] = [];
   sub.on('messageBuffer', (_ch: Buffer, message: Buffer) => got.push(message.toString()));
   await sub.subscribe(channel);
-  return { got, sub };
+  try {
+    await fn(got);
+  } finally {
+    await sub.quit();
+  }
 }
 
 const job: NotificationJob = { id: 'n-1', to: { userId: 'ann' }, type: 'order', title: 'Shipped', data: { a: 1, b: [1, 2] } };
@@ -86,8 +90,7 @@ describe('NotificationLedger', () => {
   it('publishes an id at most once, in the step that marks it delivered', async () => {
     const d = notificationDigest(job);
     const channel = `${prefix}:ledger-channel`;
-    const { got, sub } = await listen(channel);
-    try {
+    await listening(channel, async (got) => {
       await ledger.claim('n-4', d, 'job-a', 10_000);
       const publish = [{ channel, message: Buffer.from('n-4'), sharded: false }];
       const results = await Promise.all([ledger.complete('n-4', d, publish), ledger.complete('n-4', d, publish), ledger.complete('n-4', d, publish)]);
@@ -95,9 +98,7 @@ describe('NotificationLedger', () => {
       await redis.publish(channel, 'marker');
       await eventually(() => got.includes('marker'));
       expect(got).toEqual(['n-4', 'marker']);
-    } finally {
-      await sub.quit();
-    }
+    });
   });
 
   it('forgets an id after the window', async () => {
@@ -124,8 +125,7 @@ describe('NotificationLedger.deliver: claim, store and publish in one step', () 
   it('stores for every user and publishes once; a second job with the id is told it is done and changes nothing', async () => {
     const d = notificationDigest(job);
     const channel = `${prefix}:one-step`;
-    const { got, sub } = await listen(channel);
-    try {
+    await listening(channel, async (got) => {
       const publish = [{ channel, message: Buffer.from('n-1'), sharded: false }];
       const entry = inbox.entry(['ann', 'bob'], notification);
       expect(await ledger.deliver('n-1', d, 'job-a', 10_000, entry, publish)).toEqual({ state: 'delivered' });
@@ -137,16 +137,13 @@ describe('NotificationLedger.deliver: claim, store and publish in one step', () 
       await redis.publish(channel, 'marker');
       await eventually(() => got.includes('marker'));
       expect(got).toEqual(['n-1', 'marker']);
-    } finally {
-      await sub.quit();
-    }
+    });
   });
 
   it('writes and publishes nothing for an id another job holds or that was used for other content', async () => {
     const d = notificationDigest(job);
     const channel = `${prefix}:one-step-refused`;
-    const { got, sub } = await listen(channel);
-    try {
+    await listening(channel, async (got) => {
       const publish = [{ channel, message: Buffer.from('x'), sharded: false }];
       await ledger.claim('n-1', d, 'job-a', 10_000);
       const busy = await ledger.deliver('n-1', d, 'job-b', 10_000, inbox.entry(['ann'], notification), publish);
@@ -157,16 +154,13 @@ describe('NotificationLedger.deliver: claim, store and publish in one step', () 
       await redis.publish(channel, 'marker');
       await eventually(() => got.includes('marker'));
       expect(got).toEqual(['marker']);
-    } finally {
-      await sub.quit();
-    }
+    });
   });
 
   it('publishes nothing when an inbox write is refused, stores for the others, and lets the same job complete it later', async () => {
     const d = notificationDigest(job);
     const channel = `${prefix}:one-step-failed`;
-    const { got, sub } = await listen(channel);
-    try {
+    await listening(channel, async (got) => {
       const publish = [{ channel, message: Buffer.from('n-1'), sharded: false }];
       await redis.set(keys(prefix).inbox('bob'), 'not a zset');
       const entry = inbox.entry(['ann', 'bob'], notification);
@@ -186,24 +180,19 @@ describe('NotificationLedger.deliver: claim, store and publish in one step', () 
       await redis.publish(channel, 'marker-2');
       await eventually(() => got.includes('marker-2'));
       expect(got).toEqual(['marker', 'n-1', 'marker-2']);
-    } finally {
-      await sub.quit();
-    }
+    });
   });
 
   it('publishes a notification stored nowhere (a room or a broadcast) with the id marked delivered', async () => {
     const d = notificationDigest({ ...job, to: { room: 'public:r' } });
     const channel = `${prefix}:one-step-room`;
-    const { got, sub } = await listen(channel);
-    try {
+    await listening(channel, async (got) => {
       expect(await ledger.deliver('n-9', d, 'job-a', 10_000, undefined, [{ channel, message: Buffer.from('n-9'), sharded: false }])).toEqual({
         state: 'delivered',
       });
       expect(await ledger.record('n-9')).toEqual({ digest: d, delivered: true });
       expect(await redis.ttl(keys(prefix).notification('n-9'))).toBeGreaterThan(50);
       await eventually(() => got.includes('n-9'));
-    } finally {
-      await sub.quit();
-    }
+    });
   });
 });

@@ -78,9 +78,10 @@ export const ONE_STEP_MAX_USERS = 32;
  * Delivers one job (SPEC §6): validates it, claims its notification id in the ledger, stores a
  * user notification in the inboxes, then marks the id delivered and publishes it through the
  * Socket.IO Redis emitter's encoding, in one step. Where the ledger and the inboxes share a server
- * and no wait for replicas comes between (`oneStep`), the three are one script: one round trip. The job is done only once Redis has answered,
- * so nothing is lost between the queue and Redis (a retry writes nothing twice: the inbox is
- * idempotent by id); the publish happens at most once per id within the idempotency window.
+ * and no wait for replicas comes between (`oneStep`), the three are one script: one round trip.
+ * The job is done only once Redis has answered, so nothing is lost between the queue and Redis (a
+ * retry writes nothing twice: the inbox is idempotent by id); the publish happens at most once per
+ * id within the idempotency window.
  *
  * The id is the job's `id` field, or else `job:<job id>`; `ts` is the job's creation time, so a
  * retry stores and sends the same notification. Another job with the same id waits (delayed,
